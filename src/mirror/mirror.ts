@@ -1,0 +1,154 @@
+/**
+ * One configured mirror at run time: its upstream keyring, the last good
+ * upstream metadata (in memory and on disk), and the publication built from
+ * it. Metadata is held in an LRU cache entry whose TTL is `metadataTtl`:
+ * requests get the current copy at once while a refresh runs behind them, and
+ * a failed refresh keeps the last good copy and retries sooner.
+ */
+
+import { EventEmitter } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { LRUCache } from 'lru-cache'
+import type * as openpgp from 'openpgp'
+import type { MirrorConfig } from '../config/types.js'
+import type { Logger } from '../log/logger.js'
+import { readKeyring } from '../streams/signature.js'
+import type { SigningKey } from '../streams/signing-key.js'
+import { UpstreamError, type UpstreamClient } from '../upstream/upstream-client.js'
+import { buildPublication, type Publication } from './publication.js'
+import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, type UpstreamMetadata } from './upstream-metadata.js'
+
+export interface MirrorOptions {
+  config: MirrorConfig
+  client: UpstreamClient
+  signingKey: SigningKey
+  dataDir: string
+  metadataTtlSeconds: number
+  log: Logger
+}
+
+export interface MirrorMetadataStatus {
+  upstreamReachable: boolean | null
+  /** ISO time of the last successful check with upstream. */
+  metadataUpdated: string | null
+  metadataError: string | null
+}
+
+export interface Mirror extends EventEmitter {
+  readonly config: MirrorConfig
+  /** Loads the keyring and the saved metadata; never throws for upstream trouble. */
+  start(): Promise<void>
+  /** The publication held now, without asking upstream. */
+  current(): Publication | undefined
+  /** The current publication; waits for upstream only when there has never been one. */
+  publication(): Promise<Publication | undefined>
+  /** Checks upstream now and resolves when done (the last good copy stays on failure). */
+  refresh(): Promise<Publication | undefined>
+  metadataStatus(): MirrorMetadataStatus
+  /** The upstream URL of an item path. */
+  upstreamUrl(path: string): string
+}
+
+// After a failed refresh, try again this soon rather than after a whole TTL.
+const RETRY_AFTER_FAILURE_MS = 60_000
+const KEY = 'publication'
+
+/** How to fix a missing stock keyring, for the log and /status. */
+const STOCK_KEYRING_HINT = 'install it with "apt install ubuntu-cloudimage-keyring", or set "keyring" of this mirror to a keyring file'
+
+export function createMirror(options: MirrorOptions): Mirror {
+  const { config, client, log } = options
+  const ttlMs = options.metadataTtlSeconds * 1000
+  const savedFile = join(options.dataDir, 'metadata', `${config.name}.json`)
+  const emitter = new EventEmitter()
+  let keys: openpgp.PublicKey[] | undefined
+  let upstream: UpstreamMetadata | undefined
+  const status: MirrorMetadataStatus = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
+
+  const fail = (message: string) => {
+    if (status.metadataError !== message) log.warn('metadata refresh failed', { mirror: config.name, error: message })
+    status.metadataError = message
+  }
+
+  const cache = new LRUCache<string, Publication>({
+    max: 1,
+    ttl: ttlMs,
+    allowStale: true,
+    noDeleteOnStaleGet: true,
+    allowStaleOnFetchRejection: true,
+    noDeleteOnFetchRejection: true,
+    fetchMethod: async (_key, stale, { options: fetchOptions }) => {
+      try {
+        if (keys === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
+        const { metadata, changed } = await fetchUpstreamMetadata({ client, upstream: config.upstream, keys, previous: upstream })
+        status.upstreamReachable = true
+        status.metadataUpdated = new Date(metadata.checkedAt).toISOString()
+        status.metadataError = null
+        upstream = metadata
+        if (!changed && stale !== undefined) return stale
+        const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey })
+        await saveUpstreamMetadata(savedFile, metadata).catch((error: Error) => log.error('cannot save metadata', { mirror: config.name, file: savedFile, error: error.message }))
+        log.info('metadata updated', { mirror: config.name, upstreamUpdated: publication.upstreamUpdated, ...publication.summary })
+        emitter.emit('change', publication)
+        return publication
+      } catch (error) {
+        if (error instanceof UpstreamError && error.status === undefined) status.upstreamReachable = false
+        else if (error instanceof UpstreamError) status.upstreamReachable = true
+        fail((error as Error).message)
+        fetchOptions.ttl = Math.min(ttlMs, RETRY_AFTER_FAILURE_MS)
+        if (stale !== undefined) return stale
+        throw error
+      }
+    },
+  })
+
+  async function loadKeys(): Promise<void> {
+    let bytes: Buffer
+    try {
+      bytes = await readFile(config.keyring)
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (error as Error).message
+      const hint = config.keyringIsDefault ? `: ${STOCK_KEYRING_HINT}` : ''
+      fail(`keyring ${config.keyring} ${reason}${hint}`)
+      return
+    }
+    keys = await readKeyring(bytes, config.keyring).catch((error: Error) => {
+      fail(error.message)
+      return undefined
+    })
+  }
+
+  async function loadSaved(): Promise<void> {
+    if (keys === undefined) return
+    try {
+      const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, keys })
+      if (saved === undefined) return
+      upstream = saved
+      const publication = await buildPublication({ metadata: saved, mirror: config, signingKey: options.signingKey.privateKey })
+      // Stale at once: it is served while the first refresh asks upstream.
+      cache.set(KEY, publication, { ttl: 1 })
+      status.metadataUpdated = new Date(saved.checkedAt).toISOString()
+      emitter.emit('change', publication)
+    } catch (error) {
+      log.warn('ignoring saved metadata', { mirror: config.name, file: savedFile, error: (error as Error).message })
+    }
+  }
+
+  return Object.assign(emitter, {
+    config,
+    async start() {
+      await loadKeys()
+      await loadSaved()
+    },
+    current: () => cache.get(KEY),
+    async publication() {
+      return cache.fetch(KEY).catch(() => undefined)
+    },
+    async refresh() {
+      return cache.fetch(KEY, { forceRefresh: true, allowStale: false }).catch(() => undefined)
+    },
+    metadataStatus: () => ({ ...status }),
+    upstreamUrl: (path: string) => new URL(path, config.upstream).href,
+  })
+}

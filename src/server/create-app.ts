@@ -1,0 +1,150 @@
+/**
+ * The HTTP interface of product.md as a hono app: mirrors under their paths,
+ * the proxy's key, `/status`. `createApp` only wires what it is given, so
+ * tests drive it with `app.request(...)` and the composition root serves it.
+ * Under @hono/node-server, file bodies are piped straight into Node's
+ * response rather than through web streams.
+ */
+
+import { Hono, type Context } from 'hono'
+import type { HttpBindings } from '@hono/node-server'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import { Readable, pipeline } from 'node:stream'
+import type { Logger } from '../log/logger.js'
+import type { Mirror } from '../mirror/mirror.js'
+import type { SigningKey } from '../streams/signing-key.js'
+import type { Store } from '../store/store.js'
+import { VerificationError } from '../store/fill.js'
+import type { UpstreamClient } from '../upstream/upstream-client.js'
+import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
+import { rawRequestPath, resolveRequestPath } from './request-path.js'
+import { buildStatusReport, type StatusDeps } from './status-report.js'
+import { countRequest, type Traffic } from './traffic.js'
+
+export interface AppDeps {
+  version: string
+  startedAt: number
+  mirrors: readonly Mirror[]
+  store: Store
+  client: UpstreamClient
+  signingKey: SigningKey
+  traffic: Traffic
+  log: Logger
+  prefetchStatus?: StatusDeps['prefetchStatus']
+}
+
+type Env = { Bindings: Partial<HttpBindings>; Variables: { route: string; cache: 'hit' | 'miss' | undefined; bytes: number | undefined } }
+
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { store, traffic, log } = deps
+  const app = new Hono<Env>()
+
+  app.use(async (c, next) => {
+    const started = performance.now()
+    c.set('route', 'other')
+    await next()
+    const finish = (bytes: number | undefined, completed: boolean) => {
+      const route = c.get('route')
+      countRequest(traffic, route, c.res.status)
+      log.info('request', {
+        method: c.req.method,
+        path: rawRequestPath(c.req.url),
+        status: c.res.status,
+        bytes,
+        cache: c.get('cache'),
+        ms: Math.round(performance.now() - started),
+        aborted: completed ? undefined : true,
+      })
+    }
+    const outgoing = c.env?.outgoing
+    if (c.res === RESPONSE_ALREADY_SENT && outgoing !== undefined) {
+      outgoing.once('close', () => finish(c.get('bytes'), outgoing.writableFinished))
+    } else {
+      const length = c.res.headers.get('content-length')
+      finish(c.req.method === 'HEAD' || length === null ? 0 : Number(length), true)
+    }
+  })
+
+  app.on(['GET', 'HEAD'], '/status', (c) => {
+    c.set('route', 'status')
+    return c.json(buildStatusReport({ ...deps }))
+  })
+  app.on(['GET', 'HEAD'], '/keyring.gpg', (c) => {
+    c.set('route', 'keyring')
+    return c.body(Buffer.from(deps.signingKey.publicBinary), 200, { 'content-type': 'application/pgp-keys' })
+  })
+  app.on(['GET', 'HEAD'], '/keyring.asc', (c) => {
+    c.set('route', 'keyring')
+    return c.body(deps.signingKey.publicArmored, 200, { 'content-type': 'application/pgp-keys; charset=utf-8' })
+  })
+
+  app.on(['GET', 'HEAD'], '*', async (c) => {
+    const resolved = resolveRequestPath(rawRequestPath(c.env?.incoming?.url ?? c.req.url), deps.mirrors)
+    if (resolved.kind === 'unsafe') return c.text(`bad request: ${resolved.reason}\n`, 400)
+    if (resolved.kind === 'outside') return c.text('not found\n', 404)
+    const { mirror, path } = resolved
+    const publication = await mirror.publication()
+    if (publication === undefined) {
+      c.set('route', 'metadata')
+      const reason = mirror.metadataStatus().metadataError ?? 'no metadata yet'
+      return c.text(`${mirror.config.name}: metadata unavailable: ${reason}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+    }
+    const document = publication.documents.get(path)
+    if (document !== undefined) {
+      c.set('route', 'metadata')
+      const headers = { 'content-type': document.contentType, etag: document.etag, 'cache-control': 'no-cache' }
+      if (c.req.header('if-none-match') === document.etag) return c.body(null, 304, headers)
+      traffic.servedBytes += c.req.method === 'HEAD' ? 0 : document.body.length
+      const sized = { ...headers, 'content-length': String(document.body.length) }
+      return c.req.method === 'HEAD' ? c.body(null, 200, sized) : c.body(document.body, 200, sized)
+    }
+    c.set('route', 'file')
+    const file = publication.files.get(path)
+    if (file === undefined) return c.text(`not found: ${path} is not in the selection of mirror ${mirror.config.name}\n`, 404)
+    const answer = await answerFile(store, file, {
+      method: c.req.method as 'GET' | 'HEAD',
+      range: c.req.header('range'),
+      ifNoneMatch: c.req.header('if-none-match'),
+    }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}))
+    if (answer.kind === 'unavailable') {
+      log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message })
+      return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+    }
+    c.set('cache', answer.cache)
+    if (answer.kind === 'body' && answer.status === 200) {
+      if (answer.cache === 'hit') traffic.hits++
+      else traffic.misses++
+    }
+    return send(c, answer)
+  })
+
+  app.all('*', (c) => c.text(`method ${c.req.method} not allowed\n`, 405, { allow: 'GET, HEAD' }))
+
+  app.onError((error, c) => {
+    log.error('request failed', { path: c.req.path, error: error.message })
+    const status = error instanceof VerificationError ? 502 : 500
+    return c.text(`internal error: ${error.message}\n`, status)
+  })
+
+  /** Sends a file answer, straight into Node's response when there is one. */
+  function send(c: Context<Env>, answer: Exclude<FileAnswer, { kind: 'unavailable' }>): Response {
+    const body = answer.kind === 'body' ? answer.body : undefined
+    if (body === undefined) return c.body(null, answer.status, answer.headers)
+    let bytes = 0
+    body.on('data', (chunk: Buffer) => {
+      bytes += chunk.length
+      traffic.servedBytes += chunk.length
+    })
+    const outgoing = c.env?.outgoing
+    if (outgoing === undefined) {
+      return new Response(Readable.toWeb(body) as ReadableStream, { status: answer.status, headers: answer.headers })
+    }
+    outgoing.writeHead(answer.status, answer.headers)
+    // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
+    outgoing.once('close', () => c.set('bytes', bytes))
+    pipeline(body, outgoing, () => undefined)
+    return RESPONSE_ALREADY_SENT
+  }
+
+  return app
+}

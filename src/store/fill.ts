@@ -1,0 +1,274 @@
+/**
+ * Shared fills, the apt-cacher-ng model: one upstream transfer per file
+ * (keyed by sha256) however many clients and prefetch workers want it. The
+ * fill writes to a temp file as bytes arrive and every reader follows that
+ * file as it grows. Size and sha256 are checked before the file is committed;
+ * until then the last byte is held back, so no client can ever receive a
+ * complete body of bad bytes. Interrupted transfers resume with `Range`.
+ */
+
+import { EventEmitter } from 'node:events'
+import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { BlobStore, TempFile } from './blob-store.js'
+import type { FileIndex } from './file-index.js'
+import { UpstreamError, backoffMs, type UpstreamResponse } from '../upstream/upstream-client.js'
+
+export interface FillTarget {
+  sha256: string
+  size: number
+  /** Item path, for the index row and for messages. */
+  path: string
+}
+
+/** Opens the upstream body from `offset`; an offset above 0 asks for a `Range`. */
+export type FillSource = (offset: number) => Promise<UpstreamResponse>
+
+export type FillState = 'filling' | 'verified' | 'committed' | 'failed'
+
+/** The file's bytes do not match the signed metadata: retrying the same upstream will not help. */
+export class VerificationError extends Error {
+  override name = 'VerificationError'
+}
+
+export interface Fill extends EventEmitter {
+  readonly target: FillTarget
+  readonly state: FillState
+  /** Bytes written to the temp file so far. */
+  readonly written: number
+  /** Bytes a reader may pass on now: all once verified, all but the last before. */
+  readonly releasable: number
+  readonly tempPath: string | undefined
+  readonly error: Error | undefined
+  readonly startedAt: number
+  /** Resolves once committed, rejects with the failure. */
+  readonly done: Promise<void>
+}
+
+export interface FillEvents {
+  /** Bytes received from upstream, as they arrive. */
+  onUpstreamBytes?: (bytes: number) => void
+  onCommitted?: (fill: Fill) => void
+  onFailed?: (fill: Fill, error: Error) => void
+}
+
+export interface FillCoordinatorOptions extends FillEvents {
+  blobs: BlobStore
+  index: FileIndex
+  /** Upstream attempts per fill, resuming where the last one stopped. */
+  attempts?: number
+  retryBaseMs?: number
+}
+
+export interface FillCoordinator {
+  /** The running fill of `target.sha256`, or a new one reading from `source`. */
+  fill(target: FillTarget, source: FillSource): Fill
+  get(sha256: string): Fill | undefined
+  active(): Fill[]
+  /** Resolves when every running fill has ended (committed or failed). */
+  idle(): Promise<void>
+}
+
+// Above this much received but unwritten data, upstream is paused: memory per
+// fill stays bounded however slow the disk.
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+
+class SharedFill extends EventEmitter implements Fill {
+  state: FillState = 'filling'
+  written = 0
+  tempPath: string | undefined
+  error: Error | undefined
+  readonly startedAt = Date.now()
+  done!: Promise<void>
+
+  constructor(readonly target: FillTarget) {
+    super()
+    // Readers come and go; the default limit of 10 would warn at 11 clients.
+    this.setMaxListeners(0)
+  }
+
+  get releasable(): number {
+    if (this.state === 'verified' || this.state === 'committed') return this.target.size
+    return Math.max(0, Math.min(this.written, this.target.size - 1))
+  }
+}
+
+export function createFillCoordinator(options: FillCoordinatorOptions): FillCoordinator {
+  const { blobs, index } = options
+  const attempts = options.attempts ?? 3
+  const retryBaseMs = options.retryBaseMs ?? 500
+  const running = new Map<string, SharedFill>()
+
+  async function run(fill: SharedFill, source: FillSource): Promise<void> {
+    const { target } = fill
+    let temp: TempFile | undefined
+    try {
+      temp = await blobs.createTemp(target.sha256)
+      fill.tempPath = temp.path
+      const hash = createHash('sha256')
+      for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
+        try {
+          const response = await source(fill.written)
+          await receive(fill, temp, hash, response)
+          if (fill.written < target.size) {
+            throw new UpstreamError(response.url, `body ended after ${fill.written} of ${target.size} bytes`)
+          }
+        } catch (error) {
+          const retryable = error instanceof UpstreamError && error.retryable
+          if (!retryable || attempt >= attempts) throw error
+          await sleep(backoffMs(attempt, retryBaseMs))
+        }
+      }
+      const digest = hash.digest('hex')
+      if (digest !== target.sha256) {
+        throw new VerificationError(`${target.path}: sha256 ${digest} does not match the signed metadata (${target.sha256})`)
+      }
+      fill.state = 'verified'
+      fill.emit('progress')
+      await blobs.commit(temp, target.sha256)
+      index.put(target)
+      fill.state = 'committed'
+      fill.emit('progress')
+      options.onCommitted?.(fill)
+    } catch (error) {
+      fill.error = error as Error
+      fill.state = 'failed'
+      if (temp !== undefined) await blobs.discard(temp).catch(() => undefined)
+      fill.emit('progress')
+      options.onFailed?.(fill, fill.error)
+      throw error
+    } finally {
+      running.delete(target.sha256)
+    }
+  }
+
+  /** Appends one upstream response's body at `fill.written`, hashing as it goes. */
+  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: UpstreamResponse): Promise<void> {
+    const { target } = fill
+    const body = response.body
+    let skip: number
+    try {
+      skip = bytesToSkip(fill.written, target, response)
+    } catch (error) {
+      body.destroy()
+      return Promise.reject(error)
+    }
+    return new Promise<void>((resolve, reject) => {
+      let pending: Buffer[] = []
+      let pendingBytes = 0
+      let writing = false
+      let ended = false
+      let settled = false
+
+      const fail = (error: Error) => {
+        if (settled) return
+        settled = true
+        body.destroy()
+        reject(error)
+      }
+      const finishIfDone = () => {
+        if (ended && !writing && pending.length === 0 && !settled) {
+          settled = true
+          resolve()
+        }
+      }
+      const flush = async () => {
+        writing = true
+        try {
+          while (pending.length > 0) {
+            const batch = pending
+            const bytes = pendingBytes
+            pending = []
+            pendingBytes = 0
+            if (body.isPaused() && !ended) body.resume()
+            await temp.handle.writev(batch, fill.written)
+            fill.written += bytes
+            fill.emit('progress')
+          }
+        } catch (error) {
+          return fail(error as Error)
+        } finally {
+          writing = false
+        }
+        finishIfDone()
+      }
+
+      body.on('data', (chunk: Buffer) => {
+        if (settled) return
+        if (skip > 0) {
+          // Upstream ignored our Range and sent the file from byte 0.
+          const dropped = Math.min(skip, chunk.length)
+          skip -= dropped
+          chunk = chunk.subarray(dropped)
+          if (chunk.length === 0) return
+        }
+        options.onUpstreamBytes?.(chunk.length)
+        if (fill.written + pendingBytes + chunk.length > target.size) {
+          return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives`))
+        }
+        hash.update(chunk)
+        pending.push(chunk)
+        pendingBytes += chunk.length
+        if (pendingBytes > MAX_BUFFERED_BYTES) body.pause()
+        if (!writing) void flush()
+      })
+      body.once('end', () => {
+        ended = true
+        finishIfDone()
+      })
+      body.once('error', (error) => fail(asUpstreamError(error, response.url)))
+      body.once('close', () => {
+        if (!ended) fail(new UpstreamError(response.url, `connection closed after ${fill.written + pendingBytes} of ${target.size} bytes`))
+      })
+    })
+  }
+
+  return {
+    fill(target, source) {
+      const existing = running.get(target.sha256)
+      if (existing !== undefined) return existing
+      const fill = new SharedFill(target)
+      running.set(target.sha256, fill)
+      fill.done = run(fill, source)
+      // Readers observe failures through events; this keeps an unobserved
+      // rejection from taking the process down.
+      fill.done.catch(() => undefined)
+      return fill
+    },
+    get: (sha256) => running.get(sha256),
+    active: () => [...running.values()],
+    async idle() {
+      await Promise.allSettled([...running.values()].map((fill) => fill.done))
+    },
+  }
+}
+
+/**
+ * Checks the status and length of a response against what the fill expects
+ * and returns how many leading bytes to drop (when upstream ignored `Range`).
+ */
+function bytesToSkip(offset: number, target: FillTarget, response: UpstreamResponse): number {
+  const { status, headers, url } = response
+  if (status === 206 && offset > 0) {
+    const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headers['content-range'] ?? '')
+    if (range === null || Number(range[1]) !== offset) {
+      throw new UpstreamError(url, `Content-Range "${headers['content-range'] ?? ''}" does not start at byte ${offset}`)
+    }
+    if (range[3] !== '*' && Number(range[3]) !== target.size) {
+      throw new VerificationError(`${target.path}: upstream size ${range[3]} differs from the signed metadata (${target.size})`)
+    }
+    return 0
+  }
+  if (status !== 200) throw new UpstreamError(url, `HTTP ${status}`, status)
+  const declared = headers['content-length']
+  if (declared !== undefined && Number(declared) !== target.size) {
+    throw new VerificationError(`${target.path}: upstream Content-Length ${declared} differs from the signed metadata (${target.size})`)
+  }
+  return offset
+}
+
+function asUpstreamError(error: Error, url: string): Error {
+  if (error instanceof UpstreamError || error instanceof VerificationError) return error
+  const code = (error as NodeJS.ErrnoException).code
+  return new UpstreamError(url, code !== undefined ? `${code} (${error.message})` : error.message)
+}
