@@ -67,6 +67,8 @@ export interface FillCoordinator {
   active(): Fill[]
   /** Resolves when every running fill has ended (committed or failed). */
   idle(): Promise<void>
+  /** Fails every running fill now (shutdown): temp files are removed, readers see an error. */
+  abortAll(reason: string): Promise<void>
 }
 
 // Above this much received but unwritten data, upstream is paused: memory per
@@ -80,6 +82,9 @@ class SharedFill extends EventEmitter implements Fill {
   error: Error | undefined
   readonly startedAt = Date.now()
   done!: Promise<void>
+  /** Set by `abortAll`; the transfer stops and is not retried. */
+  abortReason: string | undefined
+  body: UpstreamResponse['body'] | undefined
 
   constructor(readonly target: FillTarget) {
     super()
@@ -108,14 +113,17 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       const hash = createHash('sha256')
       for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
         try {
+          if (fill.abortReason !== undefined) throw new Error(fill.abortReason)
           const response = await source(fill.written)
+          fill.body = response.body
+          if (fill.abortReason !== undefined) response.body.destroy()
           await receive(fill, temp, hash, response)
           if (fill.written < target.size) {
             throw new UpstreamError(response.url, `body ended after ${fill.written} of ${target.size} bytes`)
           }
         } catch (error) {
-          const retryable = error instanceof UpstreamError && error.retryable
-          if (!retryable || attempt >= attempts) throw error
+          const retryable = error instanceof UpstreamError && error.retryable && fill.abortReason === undefined
+          if (!retryable || attempt >= attempts) throw fill.abortReason !== undefined ? new Error(fill.abortReason) : error
           await sleep(backoffMs(attempt, retryBaseMs))
         }
       }
@@ -239,6 +247,13 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     active: () => [...running.values()],
     async idle() {
       await Promise.allSettled([...running.values()].map((fill) => fill.done))
+    },
+    async abortAll(reason) {
+      for (const fill of running.values()) {
+        fill.abortReason = reason
+        fill.body?.destroy()
+      }
+      await this.idle()
     },
   }
 }

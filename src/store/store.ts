@@ -70,7 +70,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     },
     async close() {
       clearInterval(flushTimer)
-      await fills.idle()
+      await fills.abortAll('shutting down')
       index.flush()
       db.close()
     },

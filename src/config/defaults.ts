@@ -1,0 +1,41 @@
+/**
+ * The built-in defaults: the configuration used when no file is given (product.md
+ * "Set-up"), and the values that apply to keys a configuration file leaves out.
+ */
+
+/** Ubuntu's cloud-image keyring, from the `ubuntu-cloudimage-keyring` package. */
+export const STOCK_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg'
+
+/** Debian/Ubuntu package that installs `STOCK_KEYRING`, for messages telling the operator how to get it. */
+export const STOCK_KEYRING_PACKAGE = 'ubuntu-cloudimage-keyring'
+
+/** File name of the signing key inside `dataDir` when `signingKey` is not given. */
+export const SIGNING_KEY_FILE = 'signing-key.asc'
+
+/** Values for keys a configuration file may omit, in the file's own shape. */
+export const DEFAULTS = {
+  listen: { host: '0.0.0.0', port: 8080 },
+  dataDir: './data',
+  metadataTtl: '10m',
+  prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  mirror: { metadata: 'filtered', publish: 'selected' },
+} as const
+
+/**
+ * The configuration used without a file, in the file's shape so that it goes
+ * through the same validation. It names no keyring: the stock one then applies
+ * and may be missing (the server says how to install it).
+ */
+export const BUILT_IN_CONFIG = {
+  mirrors: [
+    {
+      name: 'stable',
+      path: '/maas/images/ephemeral-v3/stable/',
+      upstream: 'https://images.maas.io/ephemeral-v3/stable/',
+      selections: [
+        { filters: ['arch=amd64', 'release~(jammy|noble)'], max: 1 },
+        { filters: ['os~(grub*|pxelinux)'], max: 1 },
+      ],
+    },
+  ],
+} as const

@@ -1,0 +1,138 @@
+import { test, describe, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js'
+import { ConfigError, loadConfig } from '../../src/config/load-config.js'
+
+const examplePath = fileURLToPath(new URL('../../config.example.json', import.meta.url))
+const schemaPath = fileURLToPath(new URL('../../config.schema.json', import.meta.url))
+
+let validateSchema: ValidateFunction
+let example: Record<string, unknown>
+let dir: string
+
+before(async () => {
+  // strict: unknown keywords or types that contradict themselves are schema bugs, not annotations.
+  const ajv = new Ajv2020({ strict: true, allErrors: true })
+  validateSchema = ajv.compile(JSON.parse(await readFile(schemaPath, 'utf8')))
+  example = JSON.parse(await readFile(examplePath, 'utf8'))
+  dir = await mkdtemp(join(tmpdir(), 'sstream-config-schema-'))
+})
+after(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** The example with one change made by `edit` to a deep copy. */
+function variant(edit: (config: any) => void): Record<string, unknown> {
+  const copy = structuredClone(example)
+  edit(copy)
+  return copy
+}
+
+async function load(config: unknown, name: string) {
+  const path = join(dir, `${name.replace(/\W+/g, '-')}.json`)
+  await writeFile(path, JSON.stringify(config))
+  return loadConfig({ configPath: path, env: {}, cwd: dir })
+}
+
+describe('config.example.json', () => {
+  test('points editors at the schema', () => {
+    assert.equal(example.$schema, './config.schema.json')
+  })
+
+  test('validates against config.schema.json', () => {
+    assert.equal(validateSchema(example), true, JSON.stringify(validateSchema.errors))
+  })
+
+  test('loads, with the values product.md documents', async () => {
+    const config = await loadConfig({ configPath: examplePath, env: {}, cwd: dir })
+    const root = fileURLToPath(new URL('../../', import.meta.url))
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8080 })
+    assert.equal(config.dataDir, join(root, 'data'))
+    assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
+    assert.equal(config.metadataTtl, 600)
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    const [stable] = config.mirrors
+    assert.ok(stable)
+    assert.equal(stable.name, 'stable')
+    assert.equal(stable.path, '/maas/images/ephemeral-v3/stable/')
+    assert.equal(stable.upstream, 'https://images.maas.io/ephemeral-v3/stable/')
+    assert.equal(stable.keyring, '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg')
+    assert.equal(stable.metadata, 'filtered')
+    assert.equal(stable.publish, 'selected')
+    assert.deepEqual(
+      stable.selections.map((selection) => [selection.filters.map((filter) => filter.source), selection.max]),
+      [
+        [['arch=amd64', 'release~(jammy|noble)'], 1],
+        [['os~(grub*|pxelinux)'], 1],
+      ],
+    )
+  })
+
+  test('shows every key the loader knows', () => {
+    const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
+    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors'])
+    assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections'])
+  })
+})
+
+describe('the loader and the schema agree', () => {
+  const accepted: [string, (config: any) => void][] = [
+    ['only mirrors', (config) => {
+      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch']) delete config[key]
+      for (const key of ['keyring', 'metadata', 'publish', 'selections']) delete config.mirrors[0][key]
+    }],
+    ['durations as numbers of seconds', (config) => {
+      config.metadataTtl = 30
+      config.prefetch.interval = 7200
+    }],
+    ['an upstream without a trailing slash', (config) => (config.mirrors[0].upstream = 'http://images.example:8000/stable')],
+    ['port 0', (config) => (config.listen.port = 0)],
+    ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
+  ]
+  for (const [what, edit] of accepted) {
+    test(`both accept ${what}`, async () => {
+      const config = variant(edit)
+      assert.equal(validateSchema(config), true, JSON.stringify(validateSchema.errors))
+      await load(config, what)
+    })
+  }
+
+  const rejected: [string, (config: any) => void, string][] = [
+    ['an unknown top-level key', (config) => (config.listenPort = 8080), 'listenPort'],
+    ['an unknown mirror key', (config) => (config.mirrors[0].filters = ['arch=amd64']), 'mirrors[0].filters'],
+    ['an unknown selection key', (config) => (config.mirrors[0].selections[0].newest = 1), 'mirrors[0].selections[0].newest'],
+    ['a bad duration', (config) => (config.metadataTtl = '10x'), 'metadataTtl'],
+    ['a zero duration', (config) => (config.prefetch.interval = '0s'), 'prefetch.interval'],
+    ['a bad filter operator', (config) => (config.mirrors[0].selections[1].filters[0] = 'arch>1'), 'mirrors[0].selections[1].filters[0]'],
+    ['a filter without a key', (config) => (config.mirrors[0].selections[0].filters[0] = '~amd64'), 'mirrors[0].selections[0].filters[0]'],
+    ['a path without a trailing slash', (config) => (config.mirrors[0].path = '/maas/images'), 'mirrors[0].path'],
+    ['a path with ..', (config) => (config.mirrors[0].path = '/maas/../images/'), 'mirrors[0].path'],
+    ['a path with //', (config) => (config.mirrors[0].path = '/maas//images/'), 'mirrors[0].path'],
+    ['a path with %', (config) => (config.mirrors[0].path = '/maas%20images/'), 'mirrors[0].path'],
+    ['the root path', (config) => (config.mirrors[0].path = '/'), 'mirrors[0].path'],
+    ['a path under /status', (config) => (config.mirrors[0].path = '/status/'), 'mirrors[0].path'],
+    ['a bad mirror name', (config) => (config.mirrors[0].name = 'my mirror'), 'mirrors[0].name'],
+    ['an ftp upstream', (config) => (config.mirrors[0].upstream = 'ftp://images.example/stable/'), 'mirrors[0].upstream'],
+    ['a port out of range', (config) => (config.listen.port = 70000), 'listen.port'],
+    ['a concurrency of 0', (config) => (config.prefetch.concurrency = 0), 'prefetch.concurrency'],
+    ['a max of 0', (config) => (config.mirrors[0].selections[0].max = 0), 'mirrors[0].selections[0].max'],
+    ['an unknown metadata mode', (config) => (config.mirrors[0].metadata = 'signed'), 'mirrors[0].metadata'],
+    ['an unknown publish mode', (config) => (config.mirrors[0].publish = 'newest'), 'mirrors[0].publish'],
+    ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
+  ]
+  for (const [what, edit, key] of rejected) {
+    test(`both reject ${what}`, async () => {
+      const config = variant(edit)
+      assert.equal(validateSchema(config), false, 'the schema accepted it')
+      await assert.rejects(load(config, what), (error) => {
+        assert.ok(error instanceof ConfigError)
+        assert.equal(error.key, key)
+        return true
+      })
+    })
+  }
+})

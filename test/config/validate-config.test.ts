@@ -1,0 +1,179 @@
+import { test, describe } from 'node:test'
+import assert from 'node:assert/strict'
+import { ConfigError, validateConfig } from '../../src/config/validate-config.js'
+import { STOCK_KEYRING } from '../../src/config/defaults.js'
+
+const options = { source: 'config.json', baseDir: '/srv/proxy' }
+
+function mirror(fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: 'stable', path: '/stable/', upstream: 'https://images.example/stable/', ...fields }
+}
+
+/** The message of the ConfigError that `raw` is rejected with. */
+function rejection(raw: unknown): string {
+  try {
+    validateConfig(raw, options)
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `threw ${String(error)}`)
+    assert.doesNotMatch(error.message, /\n/)
+    return error.message
+  }
+  assert.fail(`accepted ${JSON.stringify(raw)}`)
+}
+
+describe('validateConfig defaults', () => {
+  test('a file with only mirrors gets every documented default', () => {
+    const config = validateConfig({ mirrors: [mirror()] }, options)
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8080 })
+    assert.equal(config.dataDir, '/srv/proxy/data')
+    assert.equal(config.signingKey, '/srv/proxy/data/signing-key.asc')
+    assert.equal(config.metadataTtl, 600)
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.equal(config.source, 'config.json')
+    const [only] = config.mirrors
+    assert.ok(only)
+    assert.equal(only.keyring, STOCK_KEYRING)
+    assert.equal(only.keyringIsDefault, true)
+    assert.equal(only.metadata, 'filtered')
+    assert.equal(only.publish, 'selected')
+    assert.deepEqual(only.selections, [])
+  })
+
+  test('signingKey follows a configured dataDir', () => {
+    assert.equal(validateConfig({ dataDir: '/var/cache/ssp', mirrors: [mirror()] }, options).signingKey, '/var/cache/ssp/signing-key.asc')
+  })
+
+  test('half-given listen and prefetch objects keep the defaults of the other keys', () => {
+    const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
+  })
+
+  test('every key given is kept, converted and resolved', () => {
+    const config = validateConfig(
+      {
+        $schema: './config.schema.json',
+        listen: { host: '::1', port: 9000 },
+        dataDir: 'cache',
+        signingKey: 'keys/proxy.asc',
+        metadataTtl: 90,
+        prefetch: { onStart: false, interval: '1d', concurrency: 8 },
+        mirrors: [
+          mirror({
+            upstream: 'http://mirror.example:8000/ephemeral-v3/stable',
+            keyring: 'keys/upstream.gpg',
+            metadata: 'upstream',
+            publish: 'cached',
+            selections: [{ filters: ['arch=amd64', 'release!~^(bionic|focal)$'], max: 2 }, { filters: [] }],
+          }),
+        ],
+      },
+      options,
+    )
+    assert.deepEqual(config.listen, { host: '::1', port: 9000 })
+    assert.equal(config.dataDir, '/srv/proxy/cache')
+    assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
+    assert.equal(config.metadataTtl, 90)
+    assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
+    const [only] = config.mirrors
+    assert.ok(only)
+    assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
+    assert.equal(only.keyring, '/srv/proxy/keys/upstream.gpg')
+    assert.equal(only.keyringIsDefault, false)
+    assert.equal(only.metadata, 'upstream')
+    assert.equal(only.publish, 'cached')
+    assert.equal(only.selections.length, 2)
+    assert.equal(only.selections[0]?.max, 2)
+    assert.deepEqual(only.selections[0]?.filters.map((filter) => filter.source), ['arch=amd64', 'release!~^(bionic|focal)$'])
+    assert.equal(only.selections[0]?.filters[1]?.matches({ release: 'noble' }), true)
+    assert.equal(only.selections[1]?.max, undefined)
+  })
+
+  test('naming the stock keyring explicitly still lets it be missing', () => {
+    assert.equal(validateConfig({ mirrors: [mirror({ keyring: STOCK_KEYRING })] }, options).mirrors[0]?.keyringIsDefault, true)
+  })
+})
+
+describe('validateConfig rejections name the key', () => {
+  const cases: [string, unknown, string][] = [
+    ['a non-object file', [1], 'config.json: expected an object, got [1]'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
+    ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
+    ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
+    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, selections)'],
+    ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
+    ['a non-string $schema', { $schema: 1, mirrors: [mirror()] }, 'config.json: $schema: expected a non-empty string, got 1'],
+    ['listen as a string', { listen: '0.0.0.0:8080', mirrors: [mirror()] }, 'config.json: listen: expected an object, got "0.0.0.0:8080"'],
+    ['listen null', { listen: null, mirrors: [mirror()] }, 'config.json: listen: expected an object, got null'],
+    ['an empty host', { listen: { host: '' }, mirrors: [mirror()] }, 'config.json: listen.host: expected a non-empty string, got ""'],
+    ['a host with a port', { listen: { host: 'localhost:80' }, mirrors: [mirror()] }, 'config.json: listen.host: "localhost:80" is not a host name or IP address'],
+    ['a port out of range', { listen: { port: 65536 }, mirrors: [mirror()] }, 'config.json: listen.port: expected an integer from 0 to 65535, got 65536'],
+    ['a negative port', { listen: { port: -1 }, mirrors: [mirror()] }, 'config.json: listen.port: expected an integer from 0 to 65535, got -1'],
+    ['a port as a string', { listen: { port: '8080' }, mirrors: [mirror()] }, 'config.json: listen.port: expected an integer from 0 to 65535, got "8080"'],
+    ['a fractional port', { listen: { port: 80.5 }, mirrors: [mirror()] }, 'config.json: listen.port: expected an integer from 0 to 65535, got 80.5'],
+    ['a non-string dataDir', { dataDir: 5, mirrors: [mirror()] }, 'config.json: dataDir: expected a non-empty string, got 5'],
+    ['an empty signingKey', { signingKey: '', mirrors: [mirror()] }, 'config.json: signingKey: expected a non-empty string, got ""'],
+    ['a bad metadataTtl unit', { metadataTtl: '10x', mirrors: [mirror()] }, 'config.json: metadataTtl: "10x" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
+    ['a metadataTtl under a second', { metadataTtl: 0.5, mirrors: [mirror()] }, 'config.json: metadataTtl: 0.5 is too short (at least 1s)'],
+    ['a zero metadataTtl', { metadataTtl: 0, mirrors: [mirror()] }, 'config.json: metadataTtl: 0 is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
+    ['a bad prefetch interval', { prefetch: { interval: '1 hour' }, mirrors: [mirror()] }, 'config.json: prefetch.interval: "1 hour" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
+    ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
+    ['a zero concurrency', { prefetch: { concurrency: 0 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 0'],
+    ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
+    ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
+    ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
+    ['mirrors as an object', { mirrors: mirror() }, 'config.json: mirrors: expected a list, got {"name":"stable","path":"/stable/","upstream":"https://im...' /* long values are cut */],
+    ['a mirror that is not an object', { mirrors: ['stable'] }, 'config.json: mirrors[0]: expected an object, got "stable"'],
+    ['a mirror without a name', { mirrors: [mirror({ name: undefined })] }, 'config.json: mirrors[0].name: missing (required)'],
+    ['a mirror name with a slash', { mirrors: [mirror({ name: 'a/b' })] }, 'config.json: mirrors[0].name: "a/b" may only contain letters, digits, ".", "_" and "-"'],
+    ['a mirror without a path', { mirrors: [mirror({ path: undefined })] }, 'config.json: mirrors[0].path: missing (required)'],
+    ['a path without a leading slash', { mirrors: [mirror({ path: 'stable/' })] }, 'config.json: mirrors[0].path: "stable/" must start and end with "/"'],
+    ['a path without a trailing slash', { mirrors: [mirror({ path: '/stable' })] }, 'config.json: mirrors[0].path: "/stable" must start and end with "/"'],
+    ['the root path', { mirrors: [mirror({ path: '/' })] }, 'config.json: mirrors[0].path: "/" alone would hide the proxy\'s own routes; use a prefix such as "/maas/images/ephemeral-v3/stable/"'],
+    ['a path with //', { mirrors: [mirror({ path: '/a//b/' })] }, 'config.json: mirrors[0].path: "/a//b/" must not contain "//"'],
+    ['a path with ..', { mirrors: [mirror({ path: '/a/../b/' })] }, 'config.json: mirrors[0].path: "/a/../b/" must not contain "." or ".." segments'],
+    ['a path with .', { mirrors: [mirror({ path: '/./b/' })] }, 'config.json: mirrors[0].path: "/./b/" must not contain "." or ".." segments'],
+    ['a path with %', { mirrors: [mirror({ path: '/a%2Fb/' })] }, 'config.json: mirrors[0].path: "/a%2Fb/" may only contain letters, digits, ".", "_", "~", "-" and "/" (no "%", "\\" or spaces)'],
+    ['a path with a backslash', { mirrors: [mirror({ path: '/a\\b/' })] }, 'config.json: mirrors[0].path: "/a\\\\b/" may only contain letters, digits, ".", "_", "~", "-" and "/" (no "%", "\\" or spaces)'],
+    ['a path under /status', { mirrors: [mirror({ path: '/status/' })] }, 'config.json: mirrors[0].path: "/status/" collides with the proxy\'s own route /status'],
+    ['a path under /keyring.gpg', { mirrors: [mirror({ path: '/keyring.gpg/x/' })] }, 'config.json: mirrors[0].path: "/keyring.gpg/x/" collides with the proxy\'s own route /keyring.gpg'],
+    ['a path under /metrics', { mirrors: [mirror({ path: '/metrics/' })] }, 'config.json: mirrors[0].path: "/metrics/" collides with the proxy\'s own route /metrics'],
+    ['a mirror without an upstream', { mirrors: [mirror({ upstream: undefined })] }, 'config.json: mirrors[0].upstream: missing (required)'],
+    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
+    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
+    ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
+    ['an empty keyring', { mirrors: [mirror({ keyring: '' })] }, 'config.json: mirrors[0].keyring: expected a non-empty string, got ""'],
+    ['an unknown metadata mode', { mirrors: [mirror({ metadata: 'signed' })] }, 'config.json: mirrors[0].metadata: expected "filtered" or "upstream", got "signed"'],
+    ['an unknown publish mode', { mirrors: [mirror({ publish: 'all' })] }, 'config.json: mirrors[0].publish: expected "selected" or "cached", got "all"'],
+    ['selections as an object', { mirrors: [mirror({ selections: { filters: [] } })] }, 'config.json: mirrors[0].selections: expected a list, got {"filters":[]}'],
+    ['a selection without filters', { mirrors: [mirror({ selections: [{ max: 1 }] })] }, 'config.json: mirrors[0].selections[0].filters: missing (required)'],
+    ['filters as a string', { mirrors: [mirror({ selections: [{ filters: 'arch=amd64' }] })] }, 'config.json: mirrors[0].selections[0].filters: expected a list, got "arch=amd64"'],
+    ['a bad filter operator', { mirrors: [mirror({ selections: [{ filters: ['arch=amd64'] }, { filters: ['arch>1'] }] })] }, 'config.json: mirrors[0].selections[1].filters[0]: unknown operator in "arch>1" (use =, !=, ~ or !~)'],
+    ['a filter without a key', { mirrors: [mirror({ selections: [{ filters: ['=amd64'] }] })] }, 'config.json: mirrors[0].selections[0].filters[0]: missing key in "=amd64" (expected KEY=VALUE, KEY!=VALUE, KEY~REGEX or KEY!~REGEX)'],
+    ['a filter with a bad regular expression', { mirrors: [mirror({ selections: [{ filters: ['arch=amd64', 'release~(jammy'] }] })] }, 'config.json: mirrors[0].selections[0].filters[1]: invalid regular expression in "release~(jammy": Invalid regular expression: /(jammy/: Unterminated group'],
+    ['a non-string filter', { mirrors: [mirror({ selections: [{ filters: [{ arch: 'amd64' }] }] })] }, 'config.json: mirrors[0].selections[0].filters[0]: expected a non-empty string, got {"arch":"amd64"}'],
+    ['a zero max', { mirrors: [mirror({ selections: [{ filters: [], max: 0 }] })] }, 'config.json: mirrors[0].selections[0].max: expected an integer of at least 1, got 0'],
+    ['a fractional max', { mirrors: [mirror({ selections: [{ filters: [], max: 1.5 }] })] }, 'config.json: mirrors[0].selections[0].max: expected an integer of at least 1, got 1.5'],
+    ['a duplicate mirror name', { mirrors: [mirror(), mirror({ path: '/candidate/' })] }, 'config.json: mirrors[1].name: "stable" is already the name of mirrors[0]'],
+    ['a duplicate mirror path', { mirrors: [mirror(), mirror({ name: 'candidate' })] }, 'config.json: mirrors[1].path: "/stable/" is already the path of mirrors[0]'],
+    ['a path inside another', { mirrors: [mirror({ path: '/maas/' }), mirror({ name: 'candidate', path: '/maas/candidate/' })] }, 'config.json: mirrors[1].path: "/maas/candidate/" overlaps mirrors[0].path "/maas/" (one may not be a prefix of the other)'],
+    ['a path containing a later one', { mirrors: [mirror({ path: '/maas/stable/' }), mirror({ name: 'all', path: '/maas/' })] }, 'config.json: mirrors[1].path: "/maas/" overlaps mirrors[0].path "/maas/stable/" (one may not be a prefix of the other)'],
+    ['a problem in the second mirror', { mirrors: [mirror(), mirror({ name: 'candidate', path: '/candidate/', publish: 'newest' })] }, 'config.json: mirrors[1].publish: expected "selected" or "cached", got "newest"'],
+  ]
+  for (const [what, raw, message] of cases) {
+    test(what, () => assert.equal(rejection(raw), message))
+  }
+
+  test('paths that share a prefix string but not a segment are apart', () => {
+    const config = validateConfig({ mirrors: [mirror({ path: '/stable/' }), mirror({ name: 'stable-2', path: '/stable-2/' })] }, options)
+    assert.deepEqual(config.mirrors.map((each) => each.path), ['/stable/', '/stable-2/'])
+  })
+
+  test('ConfigError keeps the source, key and problem apart', () => {
+    const error = new ConfigError('config.json', 'listen.port', 'bad')
+    assert.equal(error.message, 'config.json: listen.port: bad')
+    assert.equal(error.key, 'listen.port')
+    assert.equal(error.problem, 'bad')
+    assert.equal(error.source, 'config.json')
+  })
+})
