@@ -121,11 +121,14 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       })
       // Bound every silence in the body: a stalled upstream must fail the
       // transfer, not hold its clients (MAAS gives up after 10 s) forever.
-      response.socket.setTimeout(idleTimeoutMs, () => {
-        response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
-      })
+      const socket = response.socket
+      const onIdle = () => response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
+      socket.setTimeout(idleTimeoutMs)
+      socket.on('timeout', onIdle)
       response.once('close', () => {
-        response.socket?.setTimeout(0)
+        // The socket goes back to the keep-alive pool: leave no listener of this response on it.
+        socket.setTimeout(0)
+        socket.off('timeout', onIdle)
         release()
       })
       response.once('error', () => errors++)

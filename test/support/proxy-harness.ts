@@ -78,14 +78,18 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     source: 'test harness',
     ...options.config,
   }
-  const start = () =>
-    startProxy(config, {
+  const start = async () => {
+    const started = await startProxy(config, {
       log: options.log ?? silentLogger,
       version: 'test',
       fillAttempts: options.fillAttempts ?? 2,
       fillRetryBaseMs: 20,
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
     })
+    // Tests count upstream requests: let the first metadata fetch finish before they start.
+    await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))
+    return started
+  }
   let proxy = await start()
   const harness: Harness = {
     tree,
