@@ -11,6 +11,8 @@ import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { Readable, pipeline } from 'node:stream'
 import type { Logger } from '../log/logger.js'
+import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
+import { renderMetrics } from '../metrics/proxy-metrics.js'
 import type { Mirror } from '../mirror/mirror.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import type { Store } from '../store/store.js'
@@ -19,6 +21,7 @@ import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
+import { prefersHtml, statusPage } from './status-page.js'
 import { countRequest, type Traffic } from './traffic.js'
 
 export interface AppDeps {
@@ -57,17 +60,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
       })
     }
     const outgoing = c.env?.outgoing
-    if (c.res === RESPONSE_ALREADY_SENT && outgoing !== undefined) {
-      outgoing.once('close', () => finish(c.get('bytes'), outgoing.writableFinished))
-    } else {
-      const length = c.res.headers.get('content-length')
-      finish(c.req.method === 'HEAD' || length === null ? 0 : Number(length), true)
+    if (outgoing === undefined) {
+      finish(Number(c.res.headers.get('content-length') ?? 0), true)
+      return
     }
+    // Logged when the response is over, with what was really sent.
+    outgoing.once('close', () => {
+      const length = c.req.method === 'HEAD' ? 0 : Number(outgoing.getHeader('content-length') ?? 0)
+      finish(c.get('bytes') ?? length, outgoing.writableFinished)
+    })
   })
 
   app.on(['GET', 'HEAD'], '/status', (c) => {
     c.set('route', 'status')
+    c.header('vary', 'accept')
+    if (prefersHtml(c.req.header('accept'))) return c.html(statusPage({ ...deps }))
     return c.json(buildStatusReport({ ...deps }))
+  })
+  app.on(['GET', 'HEAD'], '/metrics', (c) => {
+    c.set('route', 'metrics')
+    return c.body(renderMetrics({ ...deps }), 200, { 'content-type': EXPOSITION_CONTENT_TYPE })
   })
   app.on(['GET', 'HEAD'], '/keyring.gpg', (c) => {
     c.set('route', 'keyring')
