@@ -1,7 +1,8 @@
 /**
- * The composition root: builds the store, the upstream client, the mirrors
- * and the HTTP app from a validated configuration, and serves them. Commands
- * and tests start the proxy through `startProxy`; nothing else wires modules.
+ * The composition root: builds the store, the upstream client, the mirrors,
+ * the prefetcher and the HTTP app from a validated configuration, and serves
+ * them. Commands and tests start the proxy through `startProxy` (or, without
+ * HTTP, `openCore`); nothing else wires modules.
  */
 
 import type { AddressInfo } from 'node:net'
@@ -10,6 +11,7 @@ import { createAdaptorServer } from '@hono/node-server'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
+import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createApp } from './server/create-app.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
@@ -23,8 +25,11 @@ export interface ProxyCore {
   client: UpstreamClient
   signingKey: SigningKey
   mirrors: Mirror[]
+  /** Passes, history and status; `startProxy` starts its schedule, commands run passes directly. */
+  prefetcher: Prefetcher
   traffic: Traffic
   log: Logger
+  /** Stops the prefetcher, then closes the store and the client. */
   close(): Promise<void>
 }
 
@@ -34,6 +39,12 @@ export interface CoreOptions {
   /** Upstream attempts per file before a fill fails. */
   fillAttempts?: number
   fillRetryBaseMs?: number
+  /** Fills per file before a prefetch pass counts it failed. */
+  prefetchAttempts?: number
+  /** Base of the pass's backoff between a file's fills; default `fillRetryBaseMs`, else 1 s. */
+  prefetchRetryBaseMs?: number
+  /** How long a crashed process's prefetch lease blocks other processes. */
+  leaseTtlMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -41,13 +52,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const { log } = options
   const traffic = createTraffic()
   const { key: signingKey, created } = await loadOrCreateSigningKey(config.signingKey)
+  // Created below, after the store whose commits they hear about.
+  let mirrors: Mirror[] = []
   if (created) log.info('created signing key', { path: config.signingKey, fingerprint: signingKey.fingerprint })
   const store = await openStore({
     dataDir: config.dataDir,
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
-    onCommitted: (fill) => log.info('stored', { path: fill.target.path, bytes: fill.target.size, ms: Date.now() - fill.startedAt }),
+    onCommitted: (fill) => {
+      log.info('stored', { path: fill.target.path, bytes: fill.target.size, ms: Date.now() - fill.startedAt })
+      for (const mirror of mirrors) void mirror.fileStored(fill.target.sha256)
+    },
     onFailed: (fill, error) => {
       if (error instanceof VerificationError) traffic.verificationFailures++
       else traffic.upstreamErrors++
@@ -57,19 +73,32 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const { startup } = store
   log.info('store opened', { dataDir: config.dataDir, ...startup })
   const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
-  const mirrors = config.mirrors.map((mirror) =>
-    createMirror({ config: mirror, client, signingKey, dataDir: config.dataDir, metadataTtlSeconds: config.metadataTtl, log }),
+  const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  mirrors = config.mirrors.map((mirror) =>
+    createMirror({ config: mirror, client, signingKey, dataDir: config.dataDir, metadataTtlSeconds: config.metadataTtl, log, isStored }),
   )
   await Promise.all(mirrors.map((mirror) => mirror.start()))
+  const prefetcher = createPrefetcher({
+    mirrors,
+    store,
+    client,
+    settings: config.prefetch,
+    log,
+    attempts: options.prefetchAttempts,
+    retryBaseMs: options.prefetchRetryBaseMs ?? options.fillRetryBaseMs,
+    leaseTtlMs: options.leaseTtlMs,
+  })
   return {
     config,
     store,
     client,
     signingKey,
     mirrors,
+    prefetcher,
     traffic,
     log,
     async close() {
+      await prefetcher.stop()
       await store.close()
       client.close()
     },
@@ -100,8 +129,11 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     signingKey: core.signingKey,
     traffic: core.traffic,
     log: core.log,
+    prefetchStatus: (mirror) => core.prefetcher.status(mirror),
   })
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server
+  // Node enforces headersTimeout only when it checks its connections, every
+  // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
+  const server = createAdaptorServer({ fetch: app.fetch, serverOptions: { connectionsCheckingInterval: 1_000 } }) as Server
   // Slow or idle clients must not hold sockets forever (slowloris).
   server.headersTimeout = 20_000
   server.requestTimeout = 0
@@ -118,6 +150,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   const url = `http://${host}:${address.port}`
   core.log.info('listening', { url, mirrors: config.mirrors.map((mirror) => `${mirror.name}=${mirror.path}`).join(',') })
   for (const mirror of core.mirrors) void mirror.publication()
+  core.prefetcher.start()
 
   return {
     core,

@@ -3,7 +3,9 @@
  * upstream metadata (in memory and on disk), and the publication built from
  * it. Metadata is held in an LRU cache entry whose TTL is `metadataTtl`:
  * requests get the current copy at once while a refresh runs behind them, and
- * a failed refresh keeps the last good copy and retries sooner.
+ * a failed refresh keeps the last good copy and retries sooner. With
+ * `publish: "cached"` the publication is rebuilt (and re-signed) once when a
+ * stored file completes a pending version, not per request.
  */
 
 import { EventEmitter } from 'node:events'
@@ -26,6 +28,8 @@ export interface MirrorOptions {
   dataDir: string
   metadataTtlSeconds: number
   log: Logger
+  /** Whether a file is stored, for `publish: "cached"`. */
+  isStored?: (sha256: string) => boolean
 }
 
 export interface MirrorMetadataStatus {
@@ -48,6 +52,13 @@ export interface Mirror extends EventEmitter {
   metadataStatus(): MirrorMetadataStatus
   /** The upstream URL of an item path. */
   upstreamUrl(path: string): string
+  /**
+   * Tells the mirror a file was stored; with `publish: "cached"`, a version
+   * it completes is published. Resolves once the publication is rebuilt.
+   */
+  fileStored(sha256: string): Promise<void>
+  /** Resolves once no rebuild started by `fileStored` is running. */
+  republished(): Promise<void>
 }
 
 // After a failed refresh, try again this soon rather than after a whole TTL.
@@ -65,6 +76,12 @@ export function createMirror(options: MirrorOptions): Mirror {
   let keys: openpgp.PublicKey[] | undefined
   let upstream: UpstreamMetadata | undefined
   const status: MirrorMetadataStatus = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
+  const isStored = options.isStored ?? (() => false)
+  const build = (metadata: UpstreamMetadata) =>
+    buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+  /** A pending version whose files are now all stored: the publication is out of date. */
+  const completesPending = (publication: Publication, sha256?: string) =>
+    publication.pending.some((version) => (sha256 === undefined || version.sha256s.includes(sha256)) && version.sha256s.every(isStored))
 
   const fail = (message: string) => {
     if (status.metadataError !== message) log.warn('metadata refresh failed', { mirror: config.name, error: message })
@@ -87,10 +104,14 @@ export function createMirror(options: MirrorOptions): Mirror {
         status.metadataError = null
         upstream = metadata
         if (!changed && stale !== undefined) return stale
-        const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey })
+        const publication = await build(metadata)
+        // A file may have been stored while this was built from the older state.
+        if (completesPending(publication)) setImmediate(() => void republish())
         await saveUpstreamMetadata(savedFile, metadata).catch((error: Error) => log.error('cannot save metadata', { mirror: config.name, file: savedFile, error: error.message }))
         log.info('metadata updated', { mirror: config.name, upstreamUpdated: publication.upstreamUpdated, ...publication.summary })
-        emitter.emit('change', publication)
+        // 'change' means upstream moved on from what was served; the first
+        // metadata ever loaded is not a change (prefetch.onStart decides that pass).
+        if (stale !== undefined) emitter.emit('change', publication)
         return publication
       } catch (error) {
         if (error instanceof UpstreamError && error.status === undefined) status.upstreamReachable = false
@@ -125,14 +146,39 @@ export function createMirror(options: MirrorOptions): Mirror {
       const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, keys })
       if (saved === undefined) return
       upstream = saved
-      const publication = await buildPublication({ metadata: saved, mirror: config, signingKey: options.signingKey.privateKey })
+      const publication = await build(saved)
       // Stale at once: it is served while the first refresh asks upstream.
       cache.set(KEY, publication, { ttl: 1 })
       status.metadataUpdated = new Date(saved.checkedAt).toISOString()
-      emitter.emit('change', publication)
     } catch (error) {
       log.warn('ignoring saved metadata', { mirror: config.name, file: savedFile, error: (error as Error).message })
     }
+  }
+
+  let republishing: Promise<void> | undefined
+  let republishAgain = false
+  /** Rebuilds from the current upstream metadata; calls during a rebuild coalesce into one more. */
+  function republish(): Promise<void> {
+    if (republishing !== undefined) {
+      republishAgain = true
+      return republishing
+    }
+    republishing = (async () => {
+      do {
+        republishAgain = false
+        if (upstream === undefined) return
+        const publication = await build(upstream)
+        // Keep the refresh schedule: the metadata is no fresher than before.
+        const remaining = cache.getRemainingTTL(KEY)
+        cache.set(KEY, publication, { ttl: remaining > 0 && Number.isFinite(remaining) ? remaining : 1 })
+        log.info('publication updated', { mirror: config.name, ...publication.summary, pendingVersions: publication.pending.length })
+      } while (republishAgain)
+    })()
+      .catch((error: Error) => log.error('cannot republish', { mirror: config.name, error: error.message }))
+      .finally(() => {
+        republishing = undefined
+      })
+    return republishing
   }
 
   return Object.assign(emitter, {
@@ -150,5 +196,11 @@ export function createMirror(options: MirrorOptions): Mirror {
     },
     metadataStatus: () => ({ ...status }),
     upstreamUrl: (path: string) => new URL(path, config.upstream).href,
+    async fileStored(sha256: string) {
+      if (config.publish !== 'cached') return
+      const publication = cache.get(KEY)
+      if (publication !== undefined && completesPending(publication, sha256)) await republish()
+    },
+    republished: async () => republishing,
   })
 }

@@ -1,15 +1,16 @@
 /**
  * What a mirror publishes for one state of upstream: the metadata documents
  * it serves (filtered and re-signed, or upstream's own bytes) and the files
- * its selection names. Built once per upstream change, never per request.
+ * its selection names. Built once per upstream change, never per request,
+ * and, with `publish: "cached"`, again when a version's last file is stored.
  */
 
 import { createHash } from 'node:crypto'
 import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
-import { applySelections, type SelectedFile, type SelectionResult } from '../streams/selection.js'
+import { applySelections, type FileRef, type SelectedFile, type SelectionResult } from '../streams/selection.js'
 import { clearsign } from '../streams/signature.js'
-import type { IndexDocument, IndexEntry } from '../streams/types.js'
+import type { IndexDocument, IndexEntry, ProductsDocument, StreamVersion } from '../streams/types.js'
 import { INDEX_PATH, type UpstreamMetadata } from './upstream-metadata.js'
 
 export interface ServedDocument {
@@ -26,13 +27,28 @@ export interface SelectionSummary {
   bytes: number
 }
 
+/** A selected version not yet published because some of its files are not stored. */
+export interface PendingVersion {
+  contentId: string
+  product: string
+  version: string
+  /** Every file of the version, stored or not. */
+  sha256s: string[]
+}
+
 export interface Publication {
   /** Metadata documents by path relative to the mirror root. */
   documents: Map<string, ServedDocument>
-  /** Files the selection names, by item path. */
+  /** Files that may be served, by item path: the selection's, plus those of published versions outside it. */
   files: Map<string, SelectedFile>
   /** The selection of each products document, by content id. */
   selections: Map<string, SelectionResult>
+  /** What the served documents advertise, by content id: the selection, or with `publish: "cached"` its complete part. */
+  published: Map<string, SelectionResult>
+  /** With `publish: "cached"`: the selected versions waiting for files. */
+  pending: PendingVersion[]
+  /** Every item upstream lists, by sha256: names a stored file for plans and reports. */
+  upstreamFiles: Map<string, FileRef[]>
   summary: SelectionSummary
   /** Upstream's `updated` of the index this was built from. */
   upstreamUpdated: string | undefined
@@ -40,8 +56,10 @@ export interface Publication {
 
 export interface PublishOptions {
   metadata: UpstreamMetadata
-  mirror: Pick<MirrorConfig, 'metadata' | 'selections'>
+  mirror: Pick<MirrorConfig, 'metadata' | 'selections' | 'publish'>
   signingKey: openpgp.PrivateKey
+  /** Whether a file is stored, for `publish: "cached"`. */
+  isStored?: (sha256: string) => boolean
 }
 
 /** The path of a products document as the index lists it: `.sjson` in the signed index, `.json` in the plain one. */
@@ -50,25 +68,105 @@ const withExtension = (path: string, extension: 'json' | 'sjson') => path.replac
 export async function buildPublication(options: PublishOptions): Promise<Publication> {
   const { metadata, mirror } = options
   const selections = new Map<string, SelectionResult>()
+  const published = new Map<string, SelectionResult>()
+  const pending: PendingVersion[] = []
+  const upstreamFiles = new Map<string, FileRef[]>()
+  // Upstream metadata is served byte for byte, so it cannot hide a version: cached then only keeps files.
+  const cached = mirror.publish === 'cached' && mirror.metadata === 'filtered'
   for (const [contentId, products] of metadata.products) {
-    selections.set(contentId, applySelections(products.parsed, mirror.selections))
-  }
-  const files = new Map<string, SelectedFile>()
-  for (const selection of selections.values()) {
-    for (const file of selection.files) {
-      const known = files.get(file.path)
-      if (known === undefined) files.set(file.path, { ...file, refs: [...file.refs] })
-      else known.refs.push(...file.refs)
+    const selection = applySelections(products.parsed, mirror.selections)
+    selections.set(contentId, selection)
+    for (const file of applySelections(products.parsed, []).files) {
+      upstreamFiles.set(file.sha256, [...(upstreamFiles.get(file.sha256) ?? []), ...file.refs])
     }
+    if (!cached) {
+      published.set(contentId, selection)
+      continue
+    }
+    // The same groups without `max`: every version the filters match, older ones included.
+    const unbounded = applySelections(products.parsed, mirror.selections.map(({ filters }) => ({ filters })))
+    const complete = completeVersions(contentId, selection, unbounded, options.isStored ?? (() => false))
+    published.set(contentId, complete.result)
+    pending.push(...complete.pending)
   }
-  const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, selections, options.signingKey)
+  const selected = mergeFiles([...selections.values()])
+  const files = mergeFiles([...selections.values(), ...published.values()])
+  const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
     documents,
     files,
     selections,
-    summary: summarise(selections, files),
+    published,
+    pending,
+    upstreamFiles,
+    summary: summarise(selections, selected),
     upstreamUpdated: typeof metadata.index.parsed.updated === 'string' ? metadata.index.parsed.updated : undefined,
   }
+}
+
+/** One entry per path across several selections, with every ref (a path named in two documents keeps both). */
+function mergeFiles(results: SelectionResult[]): Map<string, SelectedFile> {
+  const files = new Map<string, SelectedFile>()
+  const seen = new Set<string>()
+  for (const result of results) {
+    for (const file of result.files) {
+      const known = files.get(file.path)
+      if (known === undefined) files.set(file.path, { ...file, refs: [...file.refs] })
+      for (const ref of file.refs) {
+        const key = JSON.stringify([ref.contentId, ref.product, ref.version, ref.item, file.path])
+        if (seen.has(key)) continue
+        seen.add(key)
+        if (known !== undefined) known.refs.push(ref)
+      }
+    }
+  }
+  return files
+}
+
+/**
+ * `publish: "cached"` for one products document: per product, the newest N
+ * versions whose files are all stored, N being how many versions the
+ * selection keeps, among the versions the filters match up to the newest
+ * selected one. So an older complete version stays published until the one
+ * that replaces it is complete, and a newer one appears once it is.
+ */
+function completeVersions(
+  contentId: string,
+  selection: SelectionResult,
+  unbounded: SelectionResult,
+  isStored: (sha256: string) => boolean,
+): { result: SelectionResult; pending: PendingVersion[] } {
+  const versionFiles = new Map<string, string[]>()
+  const versionKey = (product: string, version: string) => JSON.stringify([product, version])
+  for (const file of unbounded.files) {
+    for (const ref of file.refs) {
+      const key = versionKey(ref.product, ref.version)
+      versionFiles.set(key, [...(versionFiles.get(key) ?? []), file.sha256])
+    }
+  }
+  const isComplete = (product: string, version: string) => (versionFiles.get(versionKey(product, version)) ?? []).every(isStored)
+  const kept = new Set<string>()
+  const pending: PendingVersion[] = []
+  const products: ProductsDocument['products'] = {}
+  for (const [product, entry] of Object.entries(unbounded.document.products)) {
+    const selectedNames = Object.keys(selection.document.products[product]?.versions ?? {}).sort()
+    const newestSelected = selectedNames.at(-1)
+    if (newestSelected === undefined) continue
+    for (const version of selectedNames) {
+      if (!isComplete(product, version)) pending.push({ contentId, product, version, sha256s: [...new Set(versionFiles.get(versionKey(product, version)))] })
+    }
+    const names = Object.keys(entry.versions)
+      .filter((version) => version <= newestSelected && isComplete(product, version))
+      .sort()
+      .slice(-selectedNames.length)
+    if (names.length === 0) continue
+    for (const version of names) kept.add(versionKey(product, version))
+    products[product] = { ...entry, versions: Object.fromEntries(names.map((version) => [version, entry.versions[version] as StreamVersion])) }
+  }
+  const files = unbounded.files
+    .map((file) => ({ ...file, refs: file.refs.filter((ref) => kept.has(versionKey(ref.product, ref.version))) }))
+    .filter((file) => file.refs.length > 0)
+  return { result: { document: { ...unbounded.document, products }, files }, pending }
 }
 
 function upstreamDocuments(metadata: UpstreamMetadata): Map<string, ServedDocument> {

@@ -1,9 +1,11 @@
 /**
  * Files on disk, addressed by sha256 so that a file named by several products
  * or several mirrors is stored once. A file reaches its final name only by
- * rename after it was verified and fsynced; everything else lives in `tmp/`,
- * which start-up empties, so a crash can never leave a half-written file where
- * it would be served.
+ * rename after it was verified and fsynced; everything else lives in a
+ * per-process folder under `tmp/`. Start-up removes the folders of processes
+ * that are gone, so a crash can never leave a half-written file where it would
+ * be served, and a `prefetch` or `gc` started beside a running `serve` does not
+ * delete the temp files `serve` is filling.
  */
 
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises'
@@ -32,13 +34,18 @@ export interface BlobStore {
   commit(temp: TempFile, sha256: string): Promise<void>
   discard(temp: TempFile): Promise<void>
   remove(sha256: string): Promise<void>
-  /** Empties `tmp/` and lists the final files; run once at start-up, before serving. */
-  recover(): Promise<RecoveryReport>
+  /**
+   * Removes temp files of processes for which `isLive(owner)` is false and
+   * lists the final files; run once at start-up, before serving.
+   */
+  recover(isLive: (owner: string) => boolean): Promise<RecoveryReport>
 }
 
-export function createBlobStore(dataDir: string): BlobStore {
+/** `owner` names this process's temp folder, `tmp/<owner>/`. */
+export function createBlobStore(dataDir: string, owner: string): BlobStore {
   const blobRoot = join(dataDir, 'blobs')
-  const tempRoot = join(dataDir, 'tmp')
+  const tempParent = join(dataDir, 'tmp')
+  const tempRoot = join(tempParent, owner)
   const blobDir = (sha256: string) => join(blobRoot, sha256.slice(0, 2))
   const blobPath = (sha256: string) => join(blobDir(sha256), sha256)
 
@@ -76,19 +83,25 @@ export function createBlobStore(dataDir: string): BlobStore {
         if (error.code !== 'ENOENT') throw error
       })
     },
-    async recover() {
+    async recover(isLive) {
       await mkdir(blobRoot, { recursive: true })
-      await mkdir(tempRoot, { recursive: true })
-      const temps = await readdir(tempRoot)
-      await Promise.all(temps.map((name) => rm(join(tempRoot, name), { force: true, recursive: true })))
+      await mkdir(tempParent, { recursive: true })
+      let removedTemp = 0
+      for (const name of await readdir(tempParent)) {
+        if (isLive(name)) continue
+        const path = join(tempParent, name)
+        removedTemp += (await readdir(path).catch(() => [name])).length
+        await rm(path, { force: true, recursive: true })
+      }
       const onDisk = new Set<string>()
       for (const prefix of await readdir(blobRoot)) {
         const entries = await readdir(join(blobRoot, prefix), { withFileTypes: true }).catch(() => [])
         for (const entry of entries) {
-          if (entry.isFile() && SHA256_HEX.test(entry.name)) onDisk.add(entry.name)
+          // Only where blobPath looks: a file under another prefix is not a stored file.
+          if (entry.isFile() && SHA256_HEX.test(entry.name) && entry.name.startsWith(prefix)) onDisk.add(entry.name)
         }
       }
-      return { removedTemp: temps.length, onDisk }
+      return { removedTemp, onDisk }
     },
   }
 }

@@ -32,6 +32,11 @@ const MIGRATIONS: readonly string[] = [
      errors      TEXT NOT NULL DEFAULT '[]'
    );
    CREATE INDEX passes_by_mirror ON passes (mirror, id)`,
+  `CREATE TABLE leases (
+     name       TEXT PRIMARY KEY,
+     owner      TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) WITHOUT ROWID`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

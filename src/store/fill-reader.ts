@@ -41,8 +41,9 @@ export function createFillReader(options: FillReaderOptions): Readable {
       try {
         return await open(fill.tempPath, 'r')
       } catch (error) {
-        // The fill committed (renamed its temp file) between the check and the open.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !committed()) throw error
+        // The fill renamed its temp file between the check and the open: it is
+        // committing ('verified' until the rename and the index row are done) or committed.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || (fill.state !== 'verified' && !committed())) throw error
       }
     }
     return open(committedPath, 'r')
@@ -54,7 +55,9 @@ export function createFillReader(options: FillReaderOptions): Readable {
       void (async () => {
         try {
           for (;;) {
-            if (position > last) return void this.push(null)
+            // A body ends only once the whole file is verified, even when its range ended
+            // earlier: until then any byte passed on may be bad, and the transfer must fail.
+            if (position > last && (fill.state === 'verified' || committed())) return void this.push(null)
             if (fill.state === 'failed') throw fill.error ?? new Error(`${fill.target.path}: fill failed`)
             const available = Math.min(fill.releasable, last + 1)
             if (position < available && (fill.tempPath !== undefined || fill.state === 'committed')) {

@@ -84,6 +84,8 @@ class SharedFill extends EventEmitter implements Fill {
   done!: Promise<void>
   /** Set by `abortAll`; the transfer stops and is not retried. */
   abortReason: string | undefined
+  /** Aborted with `abortReason`: cuts short a wait for upstream headers or for a retry. */
+  readonly aborter = new AbortController()
   body: UpstreamResponse['body'] | undefined
 
   constructor(readonly target: FillTarget) {
@@ -114,7 +116,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
         try {
           if (fill.abortReason !== undefined) throw new Error(fill.abortReason)
-          const response = await source(fill.written)
+          const response = await unlessAborted(fill.aborter.signal, source(fill.written))
           fill.body = response.body
           if (fill.abortReason !== undefined) response.body.destroy()
           await receive(fill, temp, hash, response)
@@ -123,8 +125,8 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           }
         } catch (error) {
           const retryable = error instanceof UpstreamError && error.retryable && fill.abortReason === undefined
-          if (!retryable || attempt >= attempts) throw fill.abortReason !== undefined ? new Error(fill.abortReason) : error
-          await sleep(backoffMs(attempt, retryBaseMs))
+          if (!retryable || attempt >= attempts) throw error
+          await sleep(backoffMs(attempt, retryBaseMs), undefined, { signal: fill.aborter.signal })
         }
       }
       const digest = hash.digest('hex')
@@ -138,12 +140,14 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       fill.state = 'committed'
       fill.emit('progress')
       options.onCommitted?.(fill)
-    } catch (error) {
-      fill.error = error as Error
+    } catch (caught) {
+      // An aborted fill fails for the reason given, whatever broke on the way.
+      const error = fill.abortReason !== undefined ? new Error(fill.abortReason) : (caught as Error)
+      fill.error = error
       fill.state = 'failed'
       if (temp !== undefined) await blobs.discard(temp).catch(() => undefined)
       fill.emit('progress')
-      options.onFailed?.(fill, fill.error)
+      options.onFailed?.(fill, error)
       throw error
     } finally {
       running.delete(target.sha256)
@@ -164,21 +168,29 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     return new Promise<void>((resolve, reject) => {
       let pending: Buffer[] = []
       let pendingBytes = 0
+      // Bytes of the file received and hashed so far, whether written yet or not.
+      let received = fill.written
       let writing = false
       let ended = false
+      let failure: Error | undefined
       let settled = false
 
-      const fail = (error: Error) => {
-        if (settled) return
-        settled = true
-        body.destroy()
-        reject(error)
-      }
-      const finishIfDone = () => {
-        if (ended && !writing && pending.length === 0 && !settled) {
+      // Settles only once no write is in flight and every hashed byte is
+      // written, so that a retry resumes exactly where the hash stopped.
+      const settle = () => {
+        if (settled || writing) return
+        if (failure !== undefined) {
+          settled = true
+          reject(failure)
+        } else if (ended && pending.length === 0) {
           settled = true
           resolve()
         }
+      }
+      const fail = (error: Error) => {
+        failure ??= error
+        body.destroy()
+        settle()
       }
       const flush = async () => {
         writing = true
@@ -189,20 +201,21 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
             pending = []
             pendingBytes = 0
             if (body.isPaused() && !ended) body.resume()
-            await temp.handle.writev(batch, fill.written)
+            await writeAll(temp, batch, bytes, fill.written)
             fill.written += bytes
             fill.emit('progress')
           }
         } catch (error) {
-          return fail(error as Error)
+          failure ??= error as Error
+          body.destroy()
         } finally {
           writing = false
         }
-        finishIfDone()
+        settle()
       }
 
       body.on('data', (chunk: Buffer) => {
-        if (settled) return
+        if (failure !== undefined || settled) return
         if (skip > 0) {
           // Upstream ignored our Range and sent the file from byte 0.
           const dropped = Math.min(skip, chunk.length)
@@ -211,10 +224,11 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           if (chunk.length === 0) return
         }
         options.onUpstreamBytes?.(chunk.length)
-        if (fill.written + pendingBytes + chunk.length > target.size) {
+        if (received + chunk.length > target.size) {
           return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives`))
         }
         hash.update(chunk)
+        received += chunk.length
         pending.push(chunk)
         pendingBytes += chunk.length
         if (pendingBytes > MAX_BUFFERED_BYTES) body.pause()
@@ -222,11 +236,11 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       })
       body.once('end', () => {
         ended = true
-        finishIfDone()
+        settle()
       })
       body.once('error', (error) => fail(asUpstreamError(error, response.url)))
       body.once('close', () => {
-        if (!ended) fail(new UpstreamError(response.url, `connection closed after ${fill.written + pendingBytes} of ${target.size} bytes`))
+        if (!ended) fail(new UpstreamError(response.url, `connection closed after ${received} of ${target.size} bytes`))
       })
     })
   }
@@ -252,9 +266,26 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       for (const fill of running.values()) {
         fill.abortReason = reason
         fill.body?.destroy()
+        fill.aborter.abort()
       }
       await this.idle()
     },
+  }
+}
+
+/**
+ * `writev` may write fewer bytes than asked without failing (a disk that
+ * fills up part-way does exactly that); writing the rest then fails with the
+ * real cause. Counting the whole batch as written would commit a short file.
+ */
+async function writeAll(temp: TempFile, batch: Buffer[], bytes: number, position: number): Promise<void> {
+  let done = (await temp.handle.writev(batch, position)).bytesWritten
+  if (done === bytes) return
+  const rest = Buffer.concat(batch)
+  while (done < bytes) {
+    const { bytesWritten } = await temp.handle.write(rest, done, bytes - done, position + done)
+    if (bytesWritten === 0) throw new Error(`${temp.path}: write made no progress at byte ${position + done}`)
+    done += bytesWritten
   }
 }
 
@@ -280,6 +311,19 @@ function bytesToSkip(offset: number, target: FillTarget, response: UpstreamRespo
     throw new VerificationError(`${target.path}: upstream Content-Length ${declared} differs from the signed metadata (${target.size})`)
   }
   return offset
+}
+
+/** The response, or a rejection as soon as `signal` aborts; a response that arrives after that is dropped. */
+function unlessAborted(signal: AbortSignal, pending: Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason as Error)
+      pending.then((response) => response.body.destroy(), () => undefined)
+    }
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    void pending.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
 
 function asUpstreamError(error: Error, url: string): Error {

@@ -6,9 +6,11 @@
 
 import { mkdir, stat, type FileHandle, open } from 'node:fs/promises'
 import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
 import { openDatabase, type SqliteDatabase } from './database.js'
 import { createFileIndex, type FileIndex, type StoredFile } from './file-index.js'
 import { createBlobStore, type BlobStore } from './blob-store.js'
+import { createLeases } from './lease.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
 
 export interface StoreOptions extends FillEvents {
@@ -45,9 +47,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   await mkdir(dataDir, { recursive: true })
   const db = openDatabase(join(dataDir, 'index.sqlite'))
   const index = createFileIndex(db)
-  const blobs = createBlobStore(dataDir)
+  const leases = createLeases(db)
+  // This process's temp folder lives as long as its lease: other processes
+  // sharing the dataDir leave it alone, and clean it up once the lease lapses.
+  const tempOwner = randomUUID()
+  const tempLease = leases.tryAcquire(`tmp:${tempOwner}`)
+  const blobs = createBlobStore(dataDir, tempOwner)
   const fills = createFillCoordinator({ ...options, blobs, index, attempts: options.fillAttempts, retryBaseMs: options.fillRetryBaseMs })
-  const startup = await reconcile(index, blobs, db)
+  const startup = await reconcile(index, blobs, db, (owner) => owner !== tempOwner && leases.holder(`tmp:${owner}`) !== undefined)
   const flushTimer = setInterval(() => index.flush(), HIT_FLUSH_INTERVAL_MS)
   flushTimer.unref()
 
@@ -72,13 +79,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       clearInterval(flushTimer)
       await fills.abortAll('shutting down')
       index.flush()
+      tempLease?.release()
       db.close()
     },
   }
 }
 
-async function reconcile(index: FileIndex, blobs: BlobStore, db: SqliteDatabase): Promise<StartupReport> {
-  const { removedTemp, onDisk } = await blobs.recover()
+async function reconcile(index: FileIndex, blobs: BlobStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<StartupReport> {
+  const { removedTemp, onDisk } = await blobs.recover(isLive)
   let droppedRows = 0
   let adoptedFiles = 0
   const rows = new Set<string>()

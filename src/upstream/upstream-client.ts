@@ -11,6 +11,7 @@ import https from 'node:https'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { text as readText } from 'node:stream/consumers'
+import { createHistogram, LATENCY_BOUNDS_SECONDS, type HistogramSnapshot } from '../metrics/histogram.js'
 import { createSemaphore } from './semaphore.js'
 
 export interface UpstreamClientOptions {
@@ -66,7 +67,12 @@ export interface FetchTextOptions {
 
 export interface UpstreamClientStats {
   requests: number
+  /** Requests that got no complete answer: network failures, timeouts, broken bodies. */
   errors: number
+  /** Answers with an HTTP status of 400 or more. */
+  httpErrors: number
+  /** Seconds from sending a request to its response headers, for answered requests. */
+  latency: HistogramSnapshot
   /** Requests waiting for a connection slot. */
   waiting: number
   active: number
@@ -92,6 +98,8 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   const slots = createSemaphore(maxConnections)
   let requests = 0
   let errors = 0
+  let httpErrors = 0
+  const latency = createHistogram(LATENCY_BOUNDS_SECONDS)
 
   async function request(url: string, requestOptions: RequestOptions = {}): Promise<UpstreamResponse> {
     const target = new URL(url)
@@ -99,6 +107,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     if (transport === undefined) throw new UpstreamError(url, `unsupported protocol ${target.protocol}`)
     const release = await slots.acquire()
     requests++
+    const sent = performance.now()
     try {
       const response = await new Promise<IncomingMessage>((resolve, reject) => {
         const req = transport.request(target, {
@@ -111,6 +120,8 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         }, connectTimeoutMs)
         req.once('response', (res) => {
           clearTimeout(timer)
+          latency.observe((performance.now() - sent) / 1000)
+          if ((res.statusCode ?? 0) >= 400) httpErrors++
           resolve(res)
         })
         req.once('error', (error) => {
@@ -185,7 +196,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       }
     },
     stats() {
-      return { requests, errors, waiting: slots.waiting(), active: slots.active() }
+      return { requests, errors, httpErrors, latency: latency.snapshot(), waiting: slots.waiting(), active: slots.active() }
     },
     close() {
       agents['http:'].destroy()

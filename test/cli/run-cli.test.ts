@@ -96,7 +96,7 @@ describe('runCli help and version', () => {
       for (const name of Object.keys(command.options)) {
         assert.match(result.stdout, new RegExp(`--${name}\\b`))
       }
-      assert.match(result.stdout, /--config FILE {2}configuration file/)
+      assert.match(result.stdout, /--config FILE +configuration file/)
     }
   })
 

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import { gpgvText } from '../support/gpgv.js'
+import { listTempFiles } from '../support/temp-files.js'
 import type { TreeItem } from '../support/upstream-tree.js'
 import { verifyClearsigned, readKeyring } from '../../src/streams/signature.js'
 import { parseIndex, parseProducts } from '../../src/streams/documents.js'
@@ -33,9 +34,7 @@ async function storedFiles(h: Harness): Promise<string[]> {
   return names
 }
 
-async function tempFiles(h: Harness): Promise<string[]> {
-  return readdir(join(h.dataDir, 'tmp'))
-}
+const tempFiles = (h: Harness) => listTempFiles(h.dataDir)
 
 describe('serving files', () => {
   let h: Harness

@@ -3,8 +3,12 @@
  */
 
 import type { Command } from '../command.js'
+import { demoCommand } from './demo.js'
+import { gcCommand } from './gc.js'
 import { keyCommand } from './key.js'
 import { keygenCommand } from './keygen.js'
+import { prefetchCommand } from './prefetch.js'
 import { serveCommand } from './serve.js'
+import { verifyCommand } from './verify.js'
 
-export const commands: readonly Command[] = [serveCommand, keygenCommand, keyCommand]
+export const commands: readonly Command[] = [serveCommand, prefetchCommand, keygenCommand, keyCommand, verifyCommand, gcCommand, demoCommand]

@@ -1,0 +1,74 @@
+/**
+ * Goal 2: requests per second for `index.sjson` and a products `.sjson` over
+ * 64 keep-alive connections (wrk), against nginx serving the very bytes the
+ * proxy publishes.
+ */
+
+import { writeFile, mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { startNginx } from './lib/nginx.js'
+import { MIRROR_PATH } from './lib/proxy-process.js'
+import type { BenchResult } from './lib/results.js'
+import { startStand } from './lib/stand.js'
+import { requestsPerSecond } from './lib/wrk.js'
+
+const CONNECTIONS = 64
+const SECONDS = 4
+const GOAL = 0.5
+
+export async function benchMetadata(dir: string): Promise<BenchResult[]> {
+  // Three releases, two arches, three versions: a products document of a realistic size.
+  const stand = await startStand({
+    dir: join(dir, 'stand'),
+    tree: {
+      releases: [
+        { release: 'focal', version: '20.04' },
+        { release: 'jammy', version: '22.04' },
+        { release: 'noble', version: '24.04' },
+      ],
+      versions: ['20250101', '20250201', '20250301'],
+    },
+  })
+  const nginxRoot = join(dir, 'nginx-root')
+  const documents = ['streams/v1/index.sjson', 'streams/v1/com.ubuntu.maas:stable:v3:download.sjson']
+  const sizes = new Map<string, number>()
+  for (const path of documents) {
+    const body = await fetchText(`${stand.proxy.mirrorUrl}${path}`)
+    sizes.set(path, Buffer.byteLength(body))
+    const target = join(nginxRoot, MIRROR_PATH, path)
+    await mkdir(dirname(target), { recursive: true })
+    await writeFile(target, body)
+  }
+  const nginx = await startNginx(nginxRoot, join(dir, 'nginx'))
+  try {
+    const results: BenchResult[] = []
+    for (const path of documents) {
+      const options = { connections: CONNECTIONS, seconds: SECONDS }
+      const proxy = await requestsPerSecond(`${stand.proxy.mirrorUrl}${path}`, options)
+      const reference = await requestsPerSecond(`${nginx.url}${MIRROR_PATH}${path}`, options)
+      const ratio = proxy / reference
+      results.push({
+        name: `2 metadata ${path.endsWith('index.sjson') ? 'index.sjson' : 'products .sjson'} (${Math.round((sizes.get(path) ?? 0) / 1024)} KiB), ${CONNECTIONS} conns`,
+        value: proxy,
+        reference,
+        unit: 'req/s',
+        referenceName: 'nginx',
+        ratioName: 'proxy / nginx',
+        ratio,
+        goal: `>= ${GOAL}`,
+        met: ratio >= GOAL,
+        details: { path, bytes: sizes.get(path) ?? 0, connections: CONNECTIONS, seconds: SECONDS },
+      })
+    }
+    return results
+  } finally {
+    await nginx.close()
+    await stand.close()
+  }
+}
+
+async function fetchText(url: string): Promise<string> {
+  const response = await fetch(url)
+  if (response.status !== 200) throw new Error(`${url}: status ${response.status}`)
+  return response.text()
+}

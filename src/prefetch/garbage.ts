@@ -1,0 +1,50 @@
+/**
+ * Garbage collection: removes stored files that no mirror's publication
+ * references. Files are content-addressed, so one file may serve several
+ * products (the shared squashfs) and several mirrors; references are counted
+ * across all of them, and with `publish: "cached"` a publication's files
+ * include its still-published older versions.
+ */
+
+import type { Publication } from '../mirror/publication.js'
+import type { StoredFile } from '../store/file-index.js'
+import type { Store } from '../store/store.js'
+
+export interface MirrorPublication {
+  name: string
+  publication: Publication | undefined
+}
+
+export interface GarbageReport {
+  /** The files removed, or with `dryRun` those that would be. */
+  files: StoredFile[]
+  bytes: number
+}
+
+/** A mirror without metadata: which of the stored files it needs is unknown, so nothing may go. */
+export class GcRefusedError extends Error {
+  override name = 'GcRefusedError'
+}
+
+export function findGarbage(store: Store, mirrors: readonly MirrorPublication[]): StoredFile[] {
+  const referenced = new Set<string>()
+  for (const { name, publication } of mirrors) {
+    if (publication === undefined) throw new GcRefusedError(`mirror ${name} has no metadata yet: not collecting, its files are unknown`)
+    for (const file of publication.files.values()) referenced.add(file.sha256)
+  }
+  // A file with a running fill has no row yet; a row being replaced by one is skipped too.
+  return store.index.all().filter((file) => !referenced.has(file.sha256) && store.fills.get(file.sha256) === undefined)
+}
+
+export async function collectGarbage(store: Store, mirrors: readonly MirrorPublication[], options: { dryRun?: boolean } = {}): Promise<GarbageReport> {
+  const files = findGarbage(store, mirrors)
+  if (options.dryRun !== true) {
+    for (const file of files) {
+      // The row goes first so no new reader finds the file. A client already
+      // reading it keeps its open descriptor: unlink does not cut it off.
+      store.index.delete(file.sha256)
+      await store.blobs.remove(file.sha256)
+    }
+  }
+  return { files, bytes: files.reduce((sum, file) => sum + file.size, 0) }
+}

@@ -1,0 +1,225 @@
+/**
+ * Keeps each mirror's selection warm: a pass on start (`prefetch.onStart`),
+ * every `prefetch.interval`, and early when a mirror's metadata changes
+ * upstream; garbage collection after each successful pass; the progress and
+ * history `/status` shows. One pass per mirror at a time: within the process
+ * a second request joins the running pass, and across processes sharing the
+ * `dataDir` a lease in the database lets only one run.
+ */
+
+import type { PrefetchConfig } from '../config/types.js'
+import type { Logger } from '../log/logger.js'
+import type { Mirror } from '../mirror/mirror.js'
+import type { Publication } from '../mirror/publication.js'
+import type { PrefetchStatus } from '../server/status-report.js'
+import type { Store } from '../store/store.js'
+import type { UpstreamClient } from '../upstream/upstream-client.js'
+import { collectGarbage, GcRefusedError, type GarbageReport } from './garbage.js'
+import { createLeases } from '../store/lease.js'
+import { createPassHistory, type PassCounts, type PassRecord } from './pass-history.js'
+import { startPass, type PassEnd, type PrefetchPass } from './pass.js'
+
+export interface PrefetcherOptions {
+  mirrors: readonly Mirror[]
+  store: Store
+  client: UpstreamClient
+  settings: PrefetchConfig
+  log: Logger
+  /** Fills per file before a pass counts it failed. */
+  attempts?: number
+  retryBaseMs?: number
+  leaseTtlMs?: number
+}
+
+export interface PassOutcome {
+  mirror: string
+  /** `skipped`: another process holds the mirror's lease. */
+  result: PassEnd | 'skipped'
+  counts: PassCounts
+  /** Set when garbage collection ran after the pass. */
+  garbage?: GarbageReport
+}
+
+export interface RunOptions {
+  /** Collect garbage after a successful pass; default true. */
+  gc?: boolean
+  /** Called once the pass knows its files, to follow its progress. */
+  onPass?: (pass: PrefetchPass) => void
+}
+
+export interface MirrorPrefetchStatus extends PrefetchStatus {
+  /** The last passes, newest first. */
+  passes: PassRecord[]
+}
+
+export interface Prefetcher {
+  /** One pass of the mirror now; joins the pass already running in this process. */
+  run(mirror: string, options?: RunOptions): Promise<PassOutcome>
+  runAll(options?: RunOptions): Promise<PassOutcome[]>
+  /** Garbage collection across every mirror; undefined when a mirror has no metadata to count references with. */
+  collect(): Promise<GarbageReport | undefined>
+  /** Starts the schedule: on start, every interval, on metadata change. */
+  start(): void
+  status(mirror: string): MirrorPrefetchStatus
+  /** Stops the schedule and abandons running passes (their fills go on for any client). */
+  stop(): Promise<void>
+}
+
+interface Running {
+  promise: Promise<PassOutcome>
+  pass: PrefetchPass | undefined
+  /** True while the pass refreshes metadata: a change seen then is the pass's own. */
+  refreshing: boolean
+}
+
+const HISTORY_SHOWN = 5
+
+export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
+  const { store, client, settings, log } = options
+  const leases = createLeases(store.db, { ttlMs: options.leaseTtlMs })
+  const history = createPassHistory(store.db)
+  const running = new Map<string, Running>()
+  const rerun = new Set<string>()
+  const stopping = new AbortController()
+  const listeners = new Map<Mirror, () => void>()
+  let timer: NodeJS.Timeout | undefined
+  let started = false
+
+  const mirrorNamed = (name: string) => {
+    const mirror = options.mirrors.find((candidate) => candidate.config.name === name)
+    if (mirror === undefined) throw new Error(`no mirror named ${name}`)
+    return mirror
+  }
+
+  async function pass(mirror: Mirror, state: Running, runOptions: RunOptions): Promise<PassOutcome> {
+    const name = mirror.config.name
+    const empty: PassCounts = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: [] }
+    const lease = leases.tryAcquire(`prefetch:${name}`)
+    if (lease === undefined) {
+      log.info('prefetch skipped: another process is running a pass', { mirror: name, holder: leases.holder(`prefetch:${name}`)?.owner })
+      return { mirror: name, result: 'skipped', counts: empty }
+    }
+    try {
+      const startedAt = Date.now()
+      const id = history.start(name, startedAt)
+      log.info('prefetch started', { mirror: name })
+      state.refreshing = true
+      const publication = await mirror.refresh()
+      state.refreshing = false
+      let outcome: PassOutcome
+      if (publication === undefined) {
+        const reason = mirror.metadataStatus().metadataError ?? 'no metadata'
+        outcome = { mirror: name, result: 'failed', counts: { ...empty, errors: [`metadata: ${reason}`] } }
+      } else {
+        const current = startPass({
+          publication,
+          store,
+          source: (path) => (offset) => client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}),
+          concurrency: settings.concurrency,
+          attempts: options.attempts,
+          retryBaseMs: options.retryBaseMs,
+          signal: stopping.signal,
+        })
+        state.pass = current
+        runOptions.onPass?.(current)
+        const { result, counts } = await current.done
+        outcome = { mirror: name, result, counts }
+      }
+      history.finish(id, outcome.result as PassEnd, outcome.counts, Date.now())
+      const { filesDone, filesTotal, bytesDone, errors } = outcome.counts
+      const fields = { mirror: name, result: outcome.result, filesDone, filesTotal, bytesDone, errors: errors.length, seconds: Math.round((Date.now() - startedAt) / 1000) }
+      if (outcome.result === 'ok') log.info('prefetch finished', fields)
+      else log.warn('prefetch finished', { ...fields, firstError: errors[0] })
+      if (outcome.result === 'ok' && runOptions.gc !== false) outcome.garbage = await collect()
+      return outcome
+    } finally {
+      lease.release()
+    }
+  }
+
+  /** Collects across every mirror; a mirror without metadata stops it (its files are unknown). */
+  async function collect(): Promise<GarbageReport | undefined> {
+    // A file stored just now may have completed a version: count the publication that shows it.
+    await Promise.all(options.mirrors.map((mirror) => mirror.republished()))
+    const publications = options.mirrors.map((mirror) => ({ name: mirror.config.name, publication: mirror.current() as Publication | undefined }))
+    try {
+      const report = await collectGarbage(store, publications)
+      if (report.files.length > 0) log.info('garbage collected', { files: report.files.length, bytes: report.bytes })
+      return report
+    } catch (error) {
+      if (!(error instanceof GcRefusedError)) throw error
+      log.warn('garbage collection skipped', { reason: error.message })
+      return undefined
+    }
+  }
+
+  function run(name: string, runOptions: RunOptions = {}): Promise<PassOutcome> {
+    const mirror = mirrorNamed(name)
+    const existing = running.get(name)
+    if (existing !== undefined) return existing.promise
+    const state: Running = { promise: Promise.resolve(undefined as never), pass: undefined, refreshing: false }
+    state.promise = pass(mirror, state, runOptions).finally(() => {
+      running.delete(name)
+      if (rerun.delete(name) && started && !stopping.signal.aborted) void scheduled(name)
+    })
+    running.set(name, state)
+    return state.promise
+  }
+
+  /** A pass nobody awaits: failures are logged, never thrown. */
+  function scheduled(name: string): Promise<unknown> {
+    return run(name).catch((error: Error) => log.error('prefetch failed', { mirror: name, error: error.message }))
+  }
+
+  return {
+    run,
+    collect,
+    runAll: (runOptions) => Promise.all(options.mirrors.map((mirror) => run(mirror.config.name, runOptions))),
+    start() {
+      if (started) return
+      started = true
+      for (const mirror of options.mirrors) {
+        const name = mirror.config.name
+        const onChange = () => {
+          const state = running.get(name)
+          if (state === undefined) void scheduled(name)
+          else if (!state.refreshing) rerun.add(name)
+        }
+        mirror.on('change', onChange)
+        listeners.set(mirror, onChange)
+      }
+      if (settings.interval > 0) {
+        timer = setInterval(() => {
+          for (const mirror of options.mirrors) void scheduled(mirror.config.name)
+        }, settings.interval * 1000)
+        timer.unref()
+      }
+      if (settings.onStart) for (const mirror of options.mirrors) void scheduled(mirror.config.name)
+    },
+    status(name) {
+      const passes = history.recent(name, HISTORY_SHOWN)
+      const finished = passes.find((record) => record.result !== 'running')
+      const live = running.get(name)?.pass?.progress()
+      const counts = live ?? finished ?? { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: [] }
+      return {
+        state: running.has(name) ? 'running' : started && !settings.onStart && settings.interval <= 0 ? 'disabled' : 'idle',
+        lastStarted: passes[0]?.startedAt ?? null,
+        lastFinished: finished?.finishedAt ?? null,
+        lastResult: finished?.result ?? null,
+        filesDone: counts.filesDone,
+        filesTotal: counts.filesTotal,
+        bytesDone: counts.bytesDone,
+        bytesTotal: counts.bytesTotal,
+        errors: counts.errors,
+        passes,
+      }
+    },
+    async stop() {
+      if (timer !== undefined) clearInterval(timer)
+      for (const [mirror, listener] of listeners) mirror.off('change', listener)
+      listeners.clear()
+      stopping.abort()
+      await Promise.allSettled([...running.values()].map((state) => state.promise))
+    },
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Exclusive, expiring leases in the cache's SQLite database: what keeps two
+ * prefetch passes of one mirror from running at once, in one process or in
+ * several sharing a `dataDir`.
+ *
+ * Why a lease row rather than a lock file holding a pid: SQLite already
+ * serialises writers across processes, so taking a lease is one atomic
+ * transaction; a pid says nothing across containers sharing a volume (each
+ * may be pid 1) or after pid reuse, and cannot be probed on another host. A
+ * holder renews its lease while it works; one that crashed or was killed
+ * stops renewing, and its lease lapses after `ttlMs` with nothing to clean up.
+ */
+
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { SqliteDatabase } from './database.js'
+
+export interface Lease {
+  readonly name: string
+  /** False once the lease was released, or found taken over after a long stall. */
+  readonly held: boolean
+  release(): void
+}
+
+export interface LeaseHolder {
+  owner: string
+  expiresAt: number
+}
+
+export interface Leases {
+  /** Takes `name` unless someone else holds it; the lease renews itself until released. */
+  tryAcquire(name: string): Lease | undefined
+  holder(name: string): LeaseHolder | undefined
+}
+
+export interface LeaseOptions {
+  ttlMs?: number
+  now?: () => number
+}
+
+const DEFAULT_TTL_MS = 30_000
+
+export function createLeases(db: SqliteDatabase, options: LeaseOptions = {}): Leases {
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS
+  const now = options.now ?? Date.now
+  const select = db.prepare<[string], { owner: string; expires_at: number }>('SELECT owner, expires_at FROM leases WHERE name = ?')
+  const upsert = db.prepare(
+    `INSERT INTO leases (name, owner, expires_at) VALUES (@name, @owner, @expiresAt)
+     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at`,
+  )
+  const renew = db.prepare('UPDATE leases SET expires_at = @expiresAt WHERE name = @name AND owner = @owner')
+  const remove = db.prepare('DELETE FROM leases WHERE name = ? AND owner = ?')
+  const take = db.transaction((name: string, owner: string) => {
+    const row = select.get(name)
+    if (row !== undefined && row.expires_at > now()) return false
+    upsert.run({ name, owner, expiresAt: now() + ttlMs })
+    return true
+  })
+
+  return {
+    tryAcquire(name) {
+      // A fresh owner per acquisition: one process cannot take the same lease twice either.
+      const owner = `${hostname()}:${process.pid}:${randomUUID()}`
+      if (!(take.immediate(name, owner) as boolean)) return undefined
+      let held = true
+      const timer = setInterval(() => {
+        try {
+          if (renew.run({ name, owner, expiresAt: now() + ttlMs }).changes === 0) stop()
+        } catch {
+          // A closed database: the process is shutting down and the lease goes with it.
+          stop()
+        }
+      }, ttlMs / 3)
+      timer.unref()
+      function stop() {
+        held = false
+        clearInterval(timer)
+      }
+      return {
+        name,
+        get held() {
+          return held
+        },
+        release() {
+          if (!held) return
+          stop()
+          remove.run(name, owner)
+        },
+      }
+    },
+    holder(name) {
+      const row = select.get(name)
+      return row === undefined || row.expires_at <= now() ? undefined : { owner: row.owner, expiresAt: row.expires_at }
+    },
+  }
+}

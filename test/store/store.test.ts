@@ -1,0 +1,161 @@
+import { listTempFiles } from '../support/temp-files.js'
+import assert from 'node:assert/strict'
+import { after, beforeEach, describe, test } from 'node:test'
+import { createHash } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openStore, type Store } from '../../src/store/store.js'
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+/** Puts a file on disk and in the index the way a fill does: committed blob first, then its row. */
+async function storeFile(store: Store, content: Buffer, path: string): Promise<string> {
+  const sha = sha256(content)
+  const temp = await store.blobs.createTemp(sha)
+  await temp.handle.write(content)
+  await store.blobs.commit(temp, sha)
+  store.index.put({ sha256: sha, size: content.length, path })
+  return sha
+}
+
+describe('openStore', () => {
+  const dirs: string[] = []
+  const open: Store[] = []
+  let dataDir: string
+  beforeEach(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'sstream-store-'))
+    dirs.push(dataDir)
+  })
+  after(async () => {
+    for (const store of open) if (store.db.open) await store.close()
+    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })))
+  })
+  const openAt = async (dir = dataDir) => {
+    const store = await openStore({ dataDir: dir })
+    open.push(store)
+    return store
+  }
+
+  test('a new data directory gets its database, blobs/ and tmp/, and an empty report', async () => {
+    const dir = join(dataDir, 'nested', 'data')
+    const store = await openAt(dir)
+    assert.deepEqual(store.startup, { files: 0, removedTemp: 0, droppedRows: 0, adoptedFiles: 0 })
+    assert.deepEqual((await readdir(dir)).filter((name) => !name.startsWith('index.sqlite-')).sort(), ['blobs', 'index.sqlite', 'tmp'])
+    await store.close()
+  })
+
+  test('files and rows survive a restart', async () => {
+    const first = await openAt()
+    const sha = await storeFile(first, Buffer.from('kept across restarts'), 'noble/squashfs')
+    await first.close()
+
+    const second = await openAt()
+    assert.deepEqual(second.startup, { files: 1, removedTemp: 0, droppedRows: 0, adoptedFiles: 0 })
+    assert.equal(second.index.get(sha)?.path, 'noble/squashfs')
+    await second.close()
+  })
+
+  test('start-up drops a row whose file is gone from disk', async () => {
+    const first = await openAt()
+    const gone = await storeFile(first, Buffer.from('deleted behind our back'), 'a')
+    const kept = await storeFile(first, Buffer.from('still here'), 'b')
+    await first.close()
+    await unlink(join(dataDir, 'blobs', gone.slice(0, 2), gone))
+
+    const second = await openAt()
+    assert.equal(second.startup.droppedRows, 1)
+    assert.equal(second.startup.files, 1)
+    assert.equal(second.index.get(gone), undefined)
+    assert.ok(second.index.get(kept))
+    await second.close()
+  })
+
+  test('start-up adopts a committed file whose row was lost, with its size', async () => {
+    const content = Buffer.from('renamed into place, then the process died before the insert')
+    const sha = sha256(content)
+    await mkdir(join(dataDir, 'blobs', sha.slice(0, 2)), { recursive: true })
+    await writeFile(join(dataDir, 'blobs', sha.slice(0, 2), sha), content)
+
+    const store = await openAt()
+    assert.equal(store.startup.adoptedFiles, 1)
+    assert.equal(store.startup.files, 1)
+    assert.equal(store.index.get(sha)?.size, content.length)
+    const opened = await store.openStored(sha)
+    assert.ok(opened)
+    await opened.handle.close()
+    await store.close()
+  })
+
+  test('start-up ignores a file under the wrong prefix directory instead of failing', async () => {
+    const content = Buffer.from('copied to the wrong place by hand')
+    const sha = sha256(content)
+    const wrong = sha.startsWith('00') ? '01' : '00'
+    await mkdir(join(dataDir, 'blobs', wrong), { recursive: true })
+    await writeFile(join(dataDir, 'blobs', wrong, sha), content)
+
+    const store = await openAt()
+    assert.equal(store.startup.adoptedFiles, 0)
+    assert.equal(store.index.get(sha), undefined)
+    await store.close()
+  })
+
+  test('a second process opening the same dataDir leaves the temp files of the first alone', async () => {
+    const first = await openAt()
+    const temp = await first.blobs.createTemp('f'.repeat(64))
+    const second = await openAt()
+    assert.equal(second.startup.removedTemp, 0)
+    assert.deepEqual(await listTempFiles(dataDir), [temp.path.slice(join(dataDir, 'tmp').length + 1)])
+    await first.blobs.discard(temp)
+    await second.close()
+    await first.close()
+  })
+
+  test('start-up deletes the temp files of interrupted fills', async () => {
+    await mkdir(join(dataDir, 'tmp'), { recursive: true })
+    await writeFile(join(dataDir, 'tmp', `${'e'.repeat(64)}.abc.part`), 'half a file')
+    const store = await openAt()
+    assert.equal(store.startup.removedTemp, 1)
+    assert.deepEqual(await listTempFiles(dataDir), [])
+    assert.equal(store.startup.files, 0)
+    await store.close()
+  })
+
+  test('openStored opens a stored file for reading', async () => {
+    const store = await openAt()
+    const content = Buffer.from('read me')
+    const sha = await storeFile(store, content, 'x')
+    const opened = await store.openStored(sha)
+    assert.ok(opened)
+    try {
+      assert.equal(opened.file.size, content.length)
+      assert.deepEqual(await opened.handle.readFile(), content)
+    } finally {
+      await opened.handle.close()
+    }
+    assert.equal(await store.openStored('f'.repeat(64)), undefined)
+    await store.close()
+  })
+
+  test('openStored drops the row of a file that vanished while running', async () => {
+    const store = await openAt()
+    const sha = await storeFile(store, Buffer.from('vanishes'), 'x')
+    await unlink(store.blobs.blobPath(sha))
+    assert.equal(await store.openStored(sha), undefined)
+    assert.equal(store.index.get(sha), undefined)
+    assert.equal(store.index.totals().files, 0)
+    await store.close()
+  })
+
+  test('close writes the pending hits', async () => {
+    const first = await openAt()
+    const sha = await storeFile(first, Buffer.from('popular'), 'x')
+    first.index.recordHit(sha)
+    first.index.recordHit(sha)
+    await first.close()
+    const second = await openAt()
+    assert.equal(second.index.get(sha)?.hits, 2)
+    assert.equal(await readFile(second.blobs.blobPath(sha), 'utf8'), 'popular')
+    await second.close()
+  })
+})
