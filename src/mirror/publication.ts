@@ -70,15 +70,11 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
   const selections = new Map<string, SelectionResult>()
   const published = new Map<string, SelectionResult>()
   const pending: PendingVersion[] = []
-  const upstreamFiles = new Map<string, FileRef[]>()
   // Upstream metadata is served byte for byte, so it cannot hide a version: cached then only keeps files.
   const cached = mirror.publish === 'cached' && mirror.metadata === 'filtered'
   for (const [contentId, products] of metadata.products) {
     const selection = applySelections(products.parsed, mirror.selections)
     selections.set(contentId, selection)
-    for (const file of applySelections(products.parsed, []).files) {
-      upstreamFiles.set(file.sha256, [...(upstreamFiles.get(file.sha256) ?? []), ...file.refs])
-    }
     if (!cached) {
       published.set(contentId, selection)
       continue
@@ -90,7 +86,8 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
     pending.push(...complete.pending)
   }
   const selected = mergeFiles([...selections.values()])
-  const files = mergeFiles([...selections.values(), ...published.values()])
+  // Without `publish: "cached"` what is published is the selection itself.
+  const files = cached ? mergeFiles([...selections.values(), ...published.values()]) : selected
   const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
     documents,
@@ -98,10 +95,27 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
     selections,
     published,
     pending,
-    upstreamFiles,
+    get upstreamFiles() {
+      // Only plans and reports need it: built on first use, not on every metadata change.
+      const value = listUpstreamFiles(metadata)
+      Object.defineProperty(this, 'upstreamFiles', { value })
+      return value
+    },
     summary: summarise(selections, selected),
     upstreamUpdated: typeof metadata.index.parsed.updated === 'string' ? metadata.index.parsed.updated : undefined,
   }
+}
+
+function listUpstreamFiles(metadata: UpstreamMetadata): Map<string, FileRef[]> {
+  const bySha256 = new Map<string, FileRef[]>()
+  for (const products of metadata.products.values()) {
+    for (const file of applySelections(products.parsed, []).files) {
+      const refs = bySha256.get(file.sha256)
+      if (refs === undefined) bySha256.set(file.sha256, [...file.refs])
+      else refs.push(...file.refs)
+    }
+  }
+  return bySha256
 }
 
 /** One entry per path across several selections, with every ref (a path named in two documents keeps both). */
@@ -113,7 +127,7 @@ function mergeFiles(results: SelectionResult[]): Map<string, SelectedFile> {
       const known = files.get(file.path)
       if (known === undefined) files.set(file.path, { ...file, refs: [...file.refs] })
       for (const ref of file.refs) {
-        const key = JSON.stringify([ref.contentId, ref.product, ref.version, ref.item, file.path])
+        const key = `${ref.contentId}\0${ref.product}\0${ref.version}\0${ref.item}\0${file.path}`
         if (seen.has(key)) continue
         seen.add(key)
         if (known !== undefined) known.refs.push(ref)
@@ -201,15 +215,13 @@ async function filteredDocuments(metadata: UpstreamMetadata, selections: Map<str
   return documents
 }
 
-/** As python-simplestreams writes it: one-space indent, sorted keys, a final newline. */
+/**
+ * One-space indent and a final newline, as python-simplestreams writes it. Keys
+ * keep upstream's order (which the reference already sorted): re-sorting a
+ * large document would cost a full copy per publication.
+ */
 function toJsonText(document: unknown): string {
-  return `${JSON.stringify(sortKeys(document), null, 1)}\n`
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys)
-  if (value === null || typeof value !== 'object') return value
-  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]))
+  return `${JSON.stringify(document, null, 1)}\n`
 }
 
 function served(text: string, extension: 'json' | 'sjson'): ServedDocument {

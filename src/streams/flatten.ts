@@ -12,35 +12,40 @@ import type { Attributes, FlatItem, ProductsDocument } from './types.js'
 // The reference inherits only scalar values (its `stringitems`), which also keeps
 // the `products`/`versions`/`items` containers out. Numbers stay numbers here so
 // `size` reads as one; filters compare `String(value)`.
-function scalarEntries(attributes: Attributes): Array<[string, unknown]> {
-  return Object.entries(attributes).filter(([, value]) => {
+function scalarView(parent: object | null, attributes: Attributes): Record<string, unknown> {
+  const view = Object.create(parent) as Record<string, unknown>
+  for (const key of Object.keys(attributes)) {
+    const value = attributes[key]
     const type = typeof value
-    return type === 'string' || type === 'number' || type === 'boolean'
-  })
+    if (type === 'string' || type === 'number' || type === 'boolean') view[key] = value
+  }
+  return view
 }
 
-/** Every item of the document, in document order, seen through inheritance. */
+/**
+ * Every item of the document, in document order, seen through inheritance.
+ * Each level is an object whose prototype is the level above, ending in null:
+ * lower levels override by shadowing, a level is built once however many items
+ * share it, and with no `Object.prototype` in the chain a key such as
+ * `__proto__` or `constructor` is a plain attribute. Read attributes by name
+ * (or `for...in`); `Object.keys` and spread see only the item's own level.
+ */
 export function flattenItems(doc: ProductsDocument): FlatItem[] {
-  const top = scalarEntries(doc)
+  const top = scalarView(null, doc)
   const flat: FlatItem[] = []
   for (const [productName, product] of Object.entries(doc.products)) {
-    const fromProduct = [...top, ...scalarEntries(product)]
+    const fromProduct = scalarView(top, product)
     for (const [versionName, version] of Object.entries(product.versions)) {
-      const fromVersion = [...fromProduct, ...scalarEntries(version)]
+      const fromVersion = scalarView(fromProduct, version)
       for (const [itemName, item] of Object.entries(version.items)) {
-        // Built with fromEntries so that a key such as `__proto__` stays a plain
-        // attribute. The identifying names come last: they always say where the
-        // item is, whatever an attribute of the same name claims.
-        flat.push(
-          Object.fromEntries([
-            ...fromVersion,
-            ...scalarEntries(item),
-            ['content_id', doc.content_id],
-            ['product_name', productName],
-            ['version_name', versionName],
-            ['item_name', itemName],
-          ]) as FlatItem,
-        )
+        const view = scalarView(fromVersion, item)
+        // The identifying names come last: they always say where the item is,
+        // whatever an attribute of the same name claims.
+        view.content_id = doc.content_id
+        view.product_name = productName
+        view.version_name = versionName
+        view.item_name = itemName
+        flat.push(view as FlatItem)
       }
     }
   }
