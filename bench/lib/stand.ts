@@ -24,26 +24,16 @@ export interface StandOptions {
   nodeArgs?: string[]
 }
 
-/**
- * The proxy prefetches its selection as soon as its first metadata arrives
- * (a metadata change starts a pass, whatever `prefetch.onStart` says). The
- * benchmarks need the big files cold, so upstream answers them 404 (not
- * retried) until that first pass has ended.
- */
-const HELD_BACK_SUFFIX = '/squashfs'
-
 export async function startStand(options: StandOptions): Promise<Stand> {
   await mkdir(options.dir, { recursive: true })
   const upstream = await startUpstream({ tree: options.tree, keyringDir: options.dir })
   try {
-    const held = upstream.items.filter((item) => item.path.endsWith(HELD_BACK_SUFFIX))
-    for (const item of held) await upstream.setStatusFault(item.path, 404)
+    // prefetch.onStart is false in the bench configuration, so every file stays cold until asked for.
     const proxy = await startProxyProcess({ upstreamUrl: upstream.url, keyringPath: upstream.keyringPath, dir: join(options.dir, 'proxy'), nodeArgs: options.nodeArgs })
-    await firstPassEnded(proxy, upstream, held)
-    for (const item of held) {
-      await upstream.setStatusFault(item.path, undefined)
+    await metadataLoaded(proxy)
+    for (const item of upstream.items) {
       // The synthetic upstream hashes a file for its ETag on the first request: not a cost any real upstream has.
-      await fetch(`${upstream.url}${item.path}`, { method: 'HEAD' })
+      if (item.path.endsWith('/squashfs')) await fetch(`${upstream.url}${item.path}`, { method: 'HEAD' })
     }
     await upstream.resetCounters()
     return {
@@ -62,13 +52,12 @@ export async function startStand(options: StandOptions): Promise<Stand> {
   }
 }
 
-async function firstPassEnded(proxy: ProxyProcess, upstream: BenchUpstream, held: UpstreamItem[]): Promise<void> {
+async function metadataLoaded(proxy: ProxyProcess): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
-    const asked = await Promise.all(held.map((item) => upstream.requestCount(item.path)))
-    const status = (await (await fetch(proxy.statusUrl, { headers: { accept: 'application/json' } })).json()) as { mirrors: Array<{ prefetch: { state: string } }> }
-    if (asked.every((count) => count > 0) && status.mirrors.every((mirror) => mirror.prefetch.state !== 'running')) return
-    if (Date.now() > deadline) throw new Error(`the proxy's first prefetch pass did not end within 60 s; see ${proxy.statusUrl}`)
+    const status = (await (await fetch(proxy.statusUrl, { headers: { accept: 'application/json' } })).json()) as { mirrors: Array<{ metadataUpdated: string | null }> }
+    if (status.mirrors.every((mirror) => mirror.metadataUpdated !== null)) return
+    if (Date.now() > deadline) throw new Error(`the proxy had no metadata within 60 s; see ${proxy.statusUrl}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }

@@ -19,6 +19,8 @@ import type { Store } from '../store/store.js'
 import { VerificationError } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
+import { sendStoredFile } from './send-stored-file.js'
+import { READ_CHUNK_BYTES } from '../store/fill-reader.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
 import { prefersHtml, statusPage } from './status-page.js'
@@ -106,9 +108,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.set('route', 'metadata')
       const headers = { 'content-type': document.contentType, etag: document.etag, 'cache-control': 'no-cache' }
       if (c.req.header('if-none-match') === document.etag) return c.body(null, 304, headers)
-      traffic.servedBytes += c.req.method === 'HEAD' ? 0 : document.body.length
+      const body = c.req.method === 'HEAD' ? undefined : document.body
+      traffic.servedBytes += body?.length ?? 0
       const sized = { ...headers, 'content-length': String(document.body.length) }
-      return c.req.method === 'HEAD' ? c.body(null, 200, sized) : c.body(document.body, 200, sized)
+      // Metadata is polled hard (MAAS asks several times per cycle, from every
+      // rack): written straight to Node's response when there is one.
+      const outgoing = c.env?.outgoing
+      if (outgoing === undefined) return body === undefined ? c.body(null, 200, sized) : c.body(body, 200, sized)
+      outgoing.writeHead(200, sized)
+      outgoing.end(body)
+      return RESPONSE_ALREADY_SENT
     }
     c.set('route', 'file')
     const file = publication.files.get(path)
@@ -140,20 +149,28 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   /** Sends a file answer, straight into Node's response when there is one. */
   function send(c: Context<Env>, answer: Exclude<FileAnswer, { kind: 'unavailable' }>): Response {
-    const body = answer.kind === 'body' ? answer.body : undefined
-    if (body === undefined) return c.body(null, answer.status, answer.headers)
+    const source = answer.kind === 'body' ? answer.body : undefined
+    if (source === undefined) return c.body(null, answer.status, answer.headers)
     let bytes = 0
-    body.on('data', (chunk: Buffer) => {
-      bytes += chunk.length
-      traffic.servedBytes += chunk.length
-    })
+    const count = (length: number) => {
+      bytes += length
+      traffic.servedBytes += length
+    }
     const outgoing = c.env?.outgoing
+    if (outgoing !== undefined) {
+      outgoing.writeHead(answer.status, answer.headers)
+      // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
+      outgoing.once('close', () => c.set('bytes', bytes))
+    }
+    if (outgoing !== undefined && !(source instanceof Readable)) {
+      void sendStoredFile(source, outgoing, count)
+      return RESPONSE_ALREADY_SENT
+    }
+    const body = source instanceof Readable ? source : source.handle.createReadStream({ start: source.start, end: source.end, highWaterMark: READ_CHUNK_BYTES })
+    body.on('data', (chunk: Buffer) => count(chunk.length))
     if (outgoing === undefined) {
       return new Response(Readable.toWeb(body) as ReadableStream, { status: answer.status, headers: answer.headers })
     }
-    outgoing.writeHead(answer.status, answer.headers)
-    // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
-    outgoing.once('close', () => c.set('bytes', bytes))
     pipeline(body, outgoing, () => undefined)
     return RESPONSE_ALREADY_SENT
   }

@@ -7,10 +7,11 @@
 
 import type { Readable } from 'node:stream'
 import type { Store } from '../store/store.js'
-import { createFillReader, READ_CHUNK_BYTES } from '../store/fill-reader.js'
+import { createFillReader } from '../store/fill-reader.js'
 import type { Fill, FillSource } from '../store/fill.js'
 import type { SelectedFile } from '../streams/selection.js'
 import { parseRange } from './byte-range.js'
+import type { StoredRange } from './send-stored-file.js'
 
 export interface FileRequest {
   method: 'GET' | 'HEAD'
@@ -19,7 +20,7 @@ export interface FileRequest {
 }
 
 export type FileAnswer =
-  | { kind: 'body'; status: 200 | 206; headers: Record<string, string>; body: Readable | undefined; cache: 'hit' | 'miss' }
+  | { kind: 'body'; status: 200 | 206; headers: Record<string, string>; body: Readable | StoredRange | undefined; cache: 'hit' | 'miss' }
   | { kind: 'empty'; status: 304 | 416; headers: Record<string, string>; cache: 'hit' | 'miss' }
   | { kind: 'unavailable'; message: string }
 
@@ -59,8 +60,7 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
       close()
       return { kind: 'body', status, headers, body: undefined, cache }
     }
-    const body = stored.handle.createReadStream({ start, end, highWaterMark: READ_CHUNK_BYTES })
-    return { kind: 'body', status, headers, body, cache }
+    return { kind: 'body', status, headers, body: { handle: stored.handle, start, end }, cache }
   }
 
   if (request.method === 'HEAD') return { kind: 'body', status, headers, body: undefined, cache }
