@@ -6,7 +6,9 @@
 
 import { mkdir, stat, type FileHandle, open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { hostname } from 'node:os'
 import { openDatabase, type SqliteDatabase } from './database.js'
 import { createFileIndex, type FileIndex, type StoredFile } from './file-index.js'
 import { createBlobStore, type BlobStore } from './blob-store.js'
@@ -25,8 +27,10 @@ export interface StartupReport {
   removedTemp: number
   /** Rows whose file had gone from disk. */
   droppedRows: number
-  /** Verified files whose row was lost to a crash between rename and insert. */
+  /** Files whose row was lost to a crash between rename and insert, re-hashed and kept. */
   adoptedFiles: number
+  /** Files without a row whose content did not match their name, removed. */
+  discardedFiles: number
 }
 
 export interface Store {
@@ -54,7 +58,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const tempLease = leases.tryAcquire(`tmp:${tempOwner}`)
   const blobs = createBlobStore(dataDir, tempOwner)
   const fills = createFillCoordinator({ ...options, blobs, index, attempts: options.fillAttempts, retryBaseMs: options.fillRetryBaseMs })
-  const startup = await reconcile(index, blobs, db, (owner) => owner !== tempOwner && leases.holder(`tmp:${owner}`) !== undefined)
+  const startup = await reconcile(index, blobs, db, (owner) => owner !== tempOwner && holderAlive(leases.holder(`tmp:${owner}`)?.owner))
   const flushTimer = setInterval(() => index.flush(), HIT_FLUSH_INTERVAL_MS)
   flushTimer.unref()
 
@@ -85,6 +89,29 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
 }
 
+/**
+ * Whether the process named by a lease owner (`host:pid:uuid`) may still be
+ * running. On this host a dead pid settles it at once, so a restart right
+ * after a crash cleans up; elsewhere, or for a live pid, the lease's expiry does.
+ */
+function holderAlive(owner: string | undefined): boolean {
+  if (owner === undefined) return false
+  const [host, pid] = owner.split(':')
+  if (host !== hostname()) return true
+  try {
+    process.kill(Number(pid), 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
+  }
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
 async function reconcile(index: FileIndex, blobs: BlobStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<StartupReport> {
   const { removedTemp, onDisk } = await blobs.recover(isLive)
   let droppedRows = 0
@@ -99,13 +126,22 @@ async function reconcile(index: FileIndex, blobs: BlobStore, db: SqliteDatabase,
       }
     }
   })()
+  let discardedFiles = 0
   for (const sha256 of onDisk) {
     if (rows.has(sha256)) continue
     // Files reach their final name only after verification and fsync, so a
-    // file without a row lost only its row; keep it rather than re-fetch it.
-    const { size } = await stat(blobs.blobPath(sha256))
+    // file without a row most likely lost only its row (a crash between rename
+    // and insert). It is re-hashed once before it is trusted: such files are
+    // rare, and a file that is not what its name says must never be served.
+    const path = blobs.blobPath(sha256)
+    if ((await hashFile(path)) !== sha256) {
+      await blobs.remove(sha256)
+      discardedFiles++
+      continue
+    }
+    const { size } = await stat(path)
     index.put({ sha256, size, path: `(recovered) ${sha256}` })
     adoptedFiles++
   }
-  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles }
+  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles, discardedFiles }
 }

@@ -3,13 +3,12 @@
  * and SQLite index in a temp directory, read through real fill readers.
  */
 
-import { listTempFiles } from '../support/temp-files.js'
 import assert from 'node:assert/strict'
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Readable } from 'node:stream'
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
@@ -19,6 +18,7 @@ import { createFillReader } from '../../src/store/fill-reader.js'
 import { UpstreamError, createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js'
 import { buildUpstreamTree, fileBytes, sha256, type UpstreamTree } from '../support/upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js'
+import { listTempFiles } from '../support/temp-files.js'
 
 const SIZE = 256 * 1024
 const IDLE_TIMEOUT_MS = 300

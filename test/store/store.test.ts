@@ -1,11 +1,11 @@
-import { listTempFiles } from '../support/temp-files.js'
 import assert from 'node:assert/strict'
 import { after, beforeEach, describe, test } from 'node:test'
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openStore, type Store } from '../../src/store/store.js'
+import { listTempFiles } from '../support/temp-files.js'
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
@@ -40,7 +40,7 @@ describe('openStore', () => {
   test('a new data directory gets its database, blobs/ and tmp/, and an empty report', async () => {
     const dir = join(dataDir, 'nested', 'data')
     const store = await openAt(dir)
-    assert.deepEqual(store.startup, { files: 0, removedTemp: 0, droppedRows: 0, adoptedFiles: 0 })
+    assert.deepEqual(store.startup, { files: 0, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0 })
     assert.deepEqual((await readdir(dir)).filter((name) => !name.startsWith('index.sqlite-')).sort(), ['blobs', 'index.sqlite', 'tmp'])
     await store.close()
   })
@@ -51,7 +51,7 @@ describe('openStore', () => {
     await first.close()
 
     const second = await openAt()
-    assert.deepEqual(second.startup, { files: 1, removedTemp: 0, droppedRows: 0, adoptedFiles: 0 })
+    assert.deepEqual(second.startup, { files: 1, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0 })
     assert.equal(second.index.get(sha)?.path, 'noble/squashfs')
     await second.close()
   })
@@ -85,6 +85,33 @@ describe('openStore', () => {
     assert.ok(opened)
     await opened.handle.close()
     await store.close()
+  })
+
+  test('start-up removes a file without a row whose content does not match its name', async () => {
+    const sha = sha256(Buffer.from('what the name promises'))
+    const path = join(dataDir, 'blobs', sha.slice(0, 2), sha)
+    await mkdir(join(dataDir, 'blobs', sha.slice(0, 2)), { recursive: true })
+    await writeFile(path, 'something else, cut short')
+
+    const store = await openAt()
+    assert.equal(store.startup.discardedFiles, 1)
+    assert.equal(store.startup.adoptedFiles, 0)
+    assert.equal(store.index.get(sha), undefined)
+    assert.equal(await store.openStored(sha), undefined)
+    await assert.rejects(stat(path))
+    await store.close()
+  })
+
+  test('start-up removes the temp folder of a process on this host that is gone, even before its lease expires', async () => {
+    const first = await openAt()
+    const temp = await first.blobs.createTemp('a'.repeat(64))
+    await temp.handle.close()
+    // Make the lease look like a dead process's: this host, a pid that does not exist.
+    first.db.prepare("UPDATE leases SET owner = ? WHERE name LIKE 'tmp:%'").run(`${hostname()}:2147483646:x`)
+    const second = await openAt()
+    assert.equal(second.startup.removedTemp, 1)
+    await second.close()
+    await first.close()
   })
 
   test('start-up ignores a file under the wrong prefix directory instead of failing', async () => {
