@@ -9,7 +9,7 @@
 import { Hono, type Context } from 'hono'
 import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
-import { Readable, pipeline } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { Logger } from '../log/logger.js'
 import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
 import { renderMetrics } from '../metrics/proxy-metrics.js'
@@ -19,8 +19,7 @@ import type { Store } from '../store/store.js'
 import { VerificationError } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
-import { sendStoredFile } from './send-stored-file.js'
-import { READ_CHUNK_BYTES } from '../store/fill-reader.js'
+import { rangeStream, sendRange } from '../store/range-source.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
 import { prefersHtml, statusPage } from './status-page.js'
@@ -157,21 +156,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
       traffic.servedBytes += length
     }
     const outgoing = c.env?.outgoing
-    if (outgoing !== undefined) {
-      outgoing.writeHead(answer.status, answer.headers)
-      // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
-      outgoing.once('close', () => c.set('bytes', bytes))
-    }
-    if (outgoing !== undefined && !(source instanceof Readable)) {
-      void sendStoredFile(source, outgoing, count)
-      return RESPONSE_ALREADY_SENT
-    }
-    const body = source instanceof Readable ? source : source.handle.createReadStream({ start: source.start, end: source.end, highWaterMark: READ_CHUNK_BYTES })
-    body.on('data', (chunk: Buffer) => count(chunk.length))
     if (outgoing === undefined) {
+      const body = rangeStream(source)
+      body.on('data', (chunk: Buffer) => count(chunk.length))
       return new Response(Readable.toWeb(body) as ReadableStream, { status: answer.status, headers: answer.headers })
     }
-    pipeline(body, outgoing, () => undefined)
+    outgoing.writeHead(answer.status, answer.headers)
+    // On a miss the status goes out at once: a fill that fails before its first
+    // byte reaches this client then shows as a broken 200, never as silence.
+    if (answer.cache === 'miss') outgoing.flushHeaders()
+    // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
+    outgoing.once('close', () => c.set('bytes', bytes))
+    void sendRange(source, outgoing, count)
     return RESPONSE_ALREADY_SENT
   }
 

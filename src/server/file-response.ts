@@ -5,13 +5,11 @@
  * `ETag` and `If-None-Match`.
  */
 
-import type { Readable } from 'node:stream'
 import type { Store } from '../store/store.js'
-import { createFillReader } from '../store/fill-reader.js'
+import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
 import type { Fill, FillSource } from '../store/fill.js'
 import type { SelectedFile } from '../streams/selection.js'
 import { parseRange } from './byte-range.js'
-import type { StoredRange } from './send-stored-file.js'
 
 export interface FileRequest {
   method: 'GET' | 'HEAD'
@@ -20,7 +18,7 @@ export interface FileRequest {
 }
 
 export type FileAnswer =
-  | { kind: 'body'; status: 200 | 206; headers: Record<string, string>; body: Readable | StoredRange | undefined; cache: 'hit' | 'miss' }
+  | { kind: 'body'; status: 200 | 206; headers: Record<string, string>; body: RangeSource | undefined; cache: 'hit' | 'miss' }
   | { kind: 'empty'; status: 304 | 416; headers: Record<string, string>; cache: 'hit' | 'miss' }
   | { kind: 'unavailable'; message: string }
 
@@ -60,7 +58,7 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
       close()
       return { kind: 'body', status, headers, body: undefined, cache }
     }
-    return { kind: 'body', status, headers, body: { handle: stored.handle, start, end }, cache }
+    return { kind: 'body', status, headers, body: storedRange(stored.handle, start, end), cache }
   }
 
   if (request.method === 'HEAD') return { kind: 'body', status, headers, body: undefined, cache }
@@ -69,8 +67,7 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
   if (fill.state === 'failed') {
     return { kind: 'unavailable', message: `${file.path}: not cached and upstream failed: ${fill.error?.message ?? 'unknown error'}` }
   }
-  const body = createFillReader({ fill, committedPath: store.blobs.blobPath(file.sha256), start, end })
-  return { kind: 'body', status, headers, body, cache }
+  return { kind: 'body', status, headers, body: fillRange(fill, store.blobs.blobPath(file.sha256), start, end), cache }
 }
 
 /**

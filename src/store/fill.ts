@@ -73,7 +73,7 @@ export interface FillCoordinator {
 
 // Above this much received but unwritten data, upstream is paused: memory per
 // fill stays bounded however slow the disk.
-const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+const MAX_BUFFERED_BYTES = 2 * 1024 * 1024
 
 class SharedFill extends EventEmitter implements Fill {
   state: FillState = 'filling'

@@ -38,8 +38,10 @@ export function rawRequest(base: string, path: string, options: { method?: strin
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: ended && res.complete, firstByteMs })
       })
     })
-    req.on('error', (error) => {
+    req.on('error', (error: NodeJS.ErrnoException) => {
       if (options.abortAfterBytes !== undefined) return
+      // The server broke the connection before any response: a failed transfer, as a client sees it.
+      if (error.code === 'ECONNRESET') return resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false, firstByteMs: undefined })
       reject(error)
     })
     req.end()

@@ -1,0 +1,178 @@
+/**
+ * A byte range of a file that may still be growing: a stored file (all there,
+ * final) or a running fill (bytes released as they are written, final once
+ * verified). Both ways of sending a range, straight into a Node response
+ * (`sendRange`) or as a Readable (`rangeStream`), read through this one
+ * interface, so a hit and a miss follow the same rules.
+ */
+
+import { open, type FileHandle } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import type { Fill } from './fill.js'
+
+export const READ_CHUNK_BYTES = 1024 * 1024
+
+export interface RangeSource {
+  /** First byte, inclusive. */
+  readonly start: number
+  /** Last byte, inclusive. */
+  readonly end: number
+  open(): Promise<FileHandle>
+  /** Bytes before this offset may be read now; throws the failure of a failed fill. */
+  available(): number
+  /** True once every byte is verified: only then may a body end. */
+  final(): boolean
+  /** Resolves when `available`, `final` or a failure may have changed. */
+  changed(): Promise<void>
+}
+
+/** A stored (verified) file, already opened. */
+export function storedRange(handle: FileHandle, start: number, end: number): RangeSource {
+  return {
+    start,
+    end,
+    open: () => Promise.resolve(handle),
+    available: () => end + 1,
+    final: () => true,
+    changed: () => Promise.resolve(),
+  }
+}
+
+/** A running fill, followed as it grows; `committedPath` is where the file lives once committed. */
+export function fillRange(fill: Fill, committedPath: string, start = 0, end = fill.target.size - 1): RangeSource {
+  const verified = () => fill.state === 'verified' || fill.state === 'committed'
+  return {
+    start,
+    end,
+    async open() {
+      if (fill.state !== 'committed' && fill.tempPath !== undefined) {
+        try {
+          return await open(fill.tempPath, 'r')
+        } catch (error) {
+          // The fill renamed its temp file between the check and the open: it is
+          // committing ('verified' until the rename and the index row are done) or committed.
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !verified()) throw error
+        }
+      }
+      return open(committedPath, 'r')
+    },
+    available() {
+      if (fill.state === 'failed') throw fill.error ?? new Error(`${fill.target.path}: fill failed`)
+      // Nothing is readable before the temp file exists.
+      return fill.tempPath === undefined && fill.state === 'filling' ? start : Math.min(fill.releasable, end + 1)
+    },
+    // A body ends only once the whole file is verified, even when its range ended
+    // earlier: until then any byte passed on may be bad, and the transfer must fail.
+    final: verified,
+    changed: () => new Promise((resolve) => fill.once('progress', () => resolve())),
+  }
+}
+
+/**
+ * The next step of sending a range from `position`: read up to `length`
+ * bytes, wait for the source, or stop. Shared by both senders.
+ */
+async function nextStep(source: RangeSource, position: number): Promise<{ read: number } | 'done'> {
+  for (;;) {
+    const available = source.available()
+    if (position > source.end && source.final()) return 'done'
+    if (position < available) return { read: Math.min(READ_CHUNK_BYTES, available - position) }
+    await source.changed()
+  }
+}
+
+/**
+ * Writes the range into a Node response with two reused 1 MiB buffers (one is
+ * read from disk while the other is on the socket), then ends it. A read
+ * stream would allocate a fresh buffer per chunk, and that garbage costs a
+ * large share of the throughput. Closes the file in every case; on a failure
+ * the response is destroyed, so the client sees a broken transfer, never a
+ * complete one.
+ */
+export async function sendRange(source: RangeSource, response: NodeJS.WritableStream & { destroyed: boolean; destroy(): void }, onBytes: (bytes: number) => void): Promise<void> {
+  const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)]
+  let handle: FileHandle | undefined
+  let position = source.start
+  let writing: Promise<void> | undefined
+  let turn = 0
+  try {
+    while (!response.destroyed) {
+      const step = await nextStep(source, position)
+      if (step === 'done') break
+      handle ??= await source.open()
+      // This buffer's last write was awaited before the other buffer was written.
+      const buffer = buffers[turn] as Buffer
+      turn ^= 1
+      const { bytesRead } = await handle.read(buffer, 0, step.read, position)
+      if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
+      position += bytesRead
+      await writing
+      writing = write(response, buffer.subarray(0, bytesRead))
+      // Awaited on the next turn; if the loop stops first, its failure is the client's leaving.
+      writing.catch(() => undefined)
+      onBytes(bytesRead)
+    }
+    await writing
+    if (!response.destroyed) response.end()
+  } catch {
+    // A broken connection is how the client learns the body failed (a fill
+    // that failed verification, a file that could not be read).
+    response.destroy()
+  } finally {
+    await handle?.close().catch(() => undefined)
+  }
+}
+
+function write(response: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    response.write(chunk, (error) => (error ? reject(error) : resolve()))
+  })
+}
+
+/** The range as a Readable, for consumers that want a stream (web responses, tests). */
+export function rangeStream(source: RangeSource): Readable {
+  let position = source.start
+  let handle: FileHandle | undefined
+  return new Readable({
+    highWaterMark: READ_CHUNK_BYTES,
+    read() {
+      void (async () => {
+        try {
+          const step = await nextStep(source, position)
+          if (this.destroyed) return
+          if (step === 'done') return void this.push(null)
+          if (handle === undefined) {
+            const opened = await source.open()
+            if (this.destroyed) return void (await opened.close())
+            handle = opened
+          }
+          const buffer = Buffer.allocUnsafe(step.read)
+          const { bytesRead } = await handle.read(buffer, 0, step.read, position)
+          if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
+          position += bytesRead
+          this.push(bytesRead === step.read ? buffer : buffer.subarray(0, bytesRead))
+        } catch (error) {
+          this.destroy(error as Error)
+        }
+      })()
+    },
+    destroy(error, callback) {
+      const closing = handle?.close()
+      handle = undefined
+      void Promise.resolve(closing).catch(() => undefined).then(() => callback(error))
+    },
+  })
+}
+
+export interface FillReaderOptions {
+  fill: Fill
+  /** Where the committed file lives, for readers that arrive after the rename. */
+  committedPath: string
+  start?: number
+  end?: number
+}
+
+/** A Readable following a fill as it grows, failing when the fill fails. */
+export function createFillReader(options: FillReaderOptions): Readable {
+  return rangeStream(fillRange(options.fill, options.committedPath, options.start, options.end))
+}
