@@ -7,29 +7,34 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { MIRROR_PATH, startHarness } from '../support/proxy-harness.js'
+import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import { silentLogger } from '../../src/log/logger.js'
 import { startProxy } from '../../src/runtime.js'
 import { parseProducts } from '../../src/streams/documents.js'
 
-test('a proxy whose upstream is another proxy serves its selection, verified with that proxy key', async () => {
-  const central = await startHarness()
+/** A site proxy whose upstream is the central harness's proxy, verifying with `keyring` (default: the upstream's key). */
+function startSite(central: Harness, keyring?: string) {
   const siteDir = join(central.dataDir, 'site')
-  const centralKeyring = join(central.dataDir, 'central-keyring.gpg')
-  await writeFile(centralKeyring, central.proxy.core.signingKey.publicBinary)
   const [centralMirror] = central.config.mirrors
   assert.ok(centralMirror)
-  const site = await startProxy(
+  return startProxy(
     {
       ...central.config,
       dataDir: siteDir,
       signingKey: join(siteDir, 'signing-key.asc'),
-      mirrors: [{ ...centralMirror, upstream: `${central.proxy.url}${MIRROR_PATH}`, keyring: centralKeyring }],
+      mirrors: [{ ...centralMirror, upstream: `${central.proxy.url}${MIRROR_PATH}`, keyring: keyring ?? centralMirror.keyring }],
       source: 'tiered test',
     },
     { log: silentLogger, version: 'test' },
   )
+}
+
+test('a proxy whose upstream is another proxy serves its selection, verified with that proxy key', async () => {
+  const central = await startHarness()
+  const centralKeyring = join(central.dataDir, 'central-keyring.gpg')
+  await writeFile(centralKeyring, central.proxy.core.signingKey.publicBinary)
+  const site = await startSite(central, centralKeyring)
   try {
     const siteMirror = site.core.mirrors[0]
     assert.ok(siteMirror)
@@ -57,19 +62,7 @@ test('a proxy whose upstream is another proxy serves its selection, verified wit
 
 test('a site proxy given the upstream key instead of the central proxy key refuses the metadata and says which key signed it', async () => {
   const central = await startHarness()
-  const siteDir = join(central.dataDir, 'site')
-  const [centralMirror] = central.config.mirrors
-  assert.ok(centralMirror)
-  const site = await startProxy(
-    {
-      ...central.config,
-      dataDir: siteDir,
-      signingKey: join(siteDir, 'signing-key.asc'),
-      mirrors: [{ ...centralMirror, upstream: `${central.proxy.url}${MIRROR_PATH}` }],
-      source: 'tiered test',
-    },
-    { log: silentLogger, version: 'test' },
-  )
+  const site = await startSite(central)
   try {
     const siteMirror = site.core.mirrors[0]
     assert.ok(siteMirror)
