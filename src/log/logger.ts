@@ -20,7 +20,7 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const json = options.json ?? !process.stdout.isTTY
-  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`))
+  const write = options.write ?? batchedWriter(process.stdout)
   const log = (level: LogLevel) => (message: string, fields: LogFields = {}) => {
     const time = new Date().toISOString()
     if (json) {
@@ -33,6 +33,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     write([time, level.toUpperCase().padEnd(5), message, ...pairs].join(' '))
   }
   return { info: log('info'), warn: log('warn'), error: log('error') }
+}
+
+/**
+ * Lines written together once per turn of the event loop: under load one
+ * write call carries many request lines instead of one each (stdout to a file
+ * or pipe is a synchronous write per call).
+ */
+export function batchedWriter(stream: { write(chunk: string): unknown }): (line: string) => void {
+  let pending: string[] = []
+  const flush = () => {
+    const lines = pending
+    pending = []
+    stream.write(`${lines.join('\n')}\n`)
+  }
+  return (line) => {
+    if (pending.length === 0) setImmediate(flush)
+    pending.push(line)
+  }
 }
 
 /** A logger that drops everything, for tests and commands that print their own output. */

@@ -18,6 +18,8 @@ export interface ServedDocument {
   contentType: string
   /** Quoted strong validator. */
   etag: string
+  /** The response headers of a 200, built once rather than per request. */
+  headers: Record<string, string>
 }
 
 export interface SelectionSummary {
@@ -226,10 +228,13 @@ function toJsonText(document: unknown): string {
 
 function served(text: string, extension: 'json' | 'sjson'): ServedDocument {
   const body = Buffer.from(text)
+  const contentType = extension === 'json' ? 'application/json' : 'text/plain; charset=utf-8'
+  const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`
   return {
     body,
-    contentType: extension === 'json' ? 'application/json' : 'text/plain; charset=utf-8',
-    etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`,
+    contentType,
+    etag,
+    headers: { 'content-type': contentType, etag, 'cache-control': 'no-cache', 'content-length': String(body.length) },
   }
 }
 

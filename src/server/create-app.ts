@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.js'
 import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
 import { renderMetrics } from '../metrics/proxy-metrics.js'
 import type { Mirror } from '../mirror/mirror.js'
+import type { ServedDocument } from '../mirror/publication.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import type { Store } from '../store/store.js'
 import { VerificationError } from '../store/fill.js'
@@ -92,7 +93,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
   })
 
   app.on(['GET', 'HEAD'], '*', async (c) => {
-    const resolved = resolveRequestPath(rawRequestPath(c.env?.incoming?.url ?? c.req.url), deps.mirrors)
+    const rawPath = rawRequestPath(c.env?.incoming?.url ?? c.req.url)
+    // Metadata is polled hard (MAAS asks several times per cycle, from every
+    // rack): a path that is exactly a published document's needs no decoding
+    // or checks, since document paths are safe by construction.
+    for (const mirror of deps.mirrors) {
+      if (!rawPath.startsWith(mirror.config.path)) continue
+      const document = (await mirror.publication())?.documents.get(rawPath.slice(mirror.config.path.length))
+      if (document !== undefined) return sendDocument(c, document)
+    }
+    const resolved = resolveRequestPath(rawPath, deps.mirrors)
     if (resolved.kind === 'unsafe') return c.text(`bad request: ${resolved.reason}\n`, 400)
     if (resolved.kind === 'outside') return c.text('not found\n', 404)
     const { mirror, path } = resolved
@@ -103,21 +113,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return c.text(`${mirror.config.name}: metadata unavailable: ${reason}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
     }
     const document = publication.documents.get(path)
-    if (document !== undefined) {
-      c.set('route', 'metadata')
-      const headers = { 'content-type': document.contentType, etag: document.etag, 'cache-control': 'no-cache' }
-      if (header(c, 'if-none-match') === document.etag) return c.body(null, 304, headers)
-      const body = c.req.method === 'HEAD' ? undefined : document.body
-      traffic.servedBytes += body?.length ?? 0
-      const sized = { ...headers, 'content-length': String(document.body.length) }
-      // Metadata is polled hard (MAAS asks several times per cycle, from every
-      // rack): written straight to Node's response when there is one.
-      const outgoing = c.env?.outgoing
-      if (outgoing === undefined) return body === undefined ? c.body(null, 200, sized) : c.body(body, 200, sized)
-      outgoing.writeHead(200, sized)
-      outgoing.end(body)
-      return RESPONSE_ALREADY_SENT
-    }
+    if (document !== undefined) return sendDocument(c, document)
     c.set('route', 'file')
     const file = publication.files.get(path)
     if (file === undefined) return c.text(`not found: ${path} is not in the selection of mirror ${mirror.config.name}\n`, 404)
@@ -145,6 +141,22 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const status = error instanceof VerificationError ? 502 : 500
     return c.text(`internal error: ${error.message}\n`, status)
   })
+
+  /** Sends a metadata document, straight into Node's response when there is one. */
+  function sendDocument(c: Context<Env>, document: ServedDocument): Response {
+    c.set('route', 'metadata')
+    if (header(c, 'if-none-match') === document.etag) {
+      const { 'content-length': _, ...unsized } = document.headers
+      return c.body(null, 304, unsized)
+    }
+    const body = c.req.method === 'HEAD' ? undefined : document.body
+    traffic.servedBytes += body?.length ?? 0
+    const outgoing = c.env?.outgoing
+    if (outgoing === undefined) return body === undefined ? c.body(null, 200, document.headers) : c.body(body, 200, document.headers)
+    outgoing.writeHead(200, document.headers)
+    outgoing.end(body)
+    return RESPONSE_ALREADY_SENT
+  }
 
   /** A request header, read from Node's request when there is one (building a web Headers object costs more than the whole lookup). */
   function header(c: Context<Env>, name: string): string | undefined {

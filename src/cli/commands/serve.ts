@@ -5,7 +5,7 @@
  */
 
 import { access, constants, mkdir } from 'node:fs/promises'
-import { createLogger } from '../../log/logger.js'
+import { batchedWriter, createLogger } from '../../log/logger.js'
 import { startProxy } from '../../runtime.js'
 import { UsageError, type Command } from '../command.js'
 import { readVersion } from '../run-cli.js'
@@ -21,7 +21,7 @@ export const serveCommand: Command = {
   async run(_args, context) {
     const config = await context.loadConfig()
     await assertWritable(config.dataDir)
-    const log = createLogger({ json: context.stdout.isTTY !== true, write: (line) => context.stdout.write(`${line}\n`) })
+    const log = createLogger({ json: context.stdout.isTTY !== true, write: batchedWriter(context.stdout) })
     log.info('configuration', { source: config.source })
     const proxy = await startProxy(config, { log, version: await readVersion() })
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
