@@ -7,12 +7,14 @@
 
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
-import { createAdaptorServer } from '@hono/node-server'
+import { createServer } from 'node:http'
+import { getRequestListener } from '@hono/node-server'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createApp } from './server/create-app.js'
+import { createMetadataFastPath } from './server/metadata-fast-path.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
@@ -133,7 +135,11 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   })
   // Node enforces headersTimeout only when it checks its connections, every
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
-  const server = createAdaptorServer({ fetch: app.fetch, serverOptions: { connectionsCheckingInterval: 1_000 } }) as Server
+  const answerWithApp = getRequestListener(app.fetch)
+  const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
+    if (!metadataFastPath(request, response)) void answerWithApp(request, response)
+  })
   // Slow or idle clients must not hold sockets forever (slowloris).
   server.headersTimeout = 20_000
   server.requestTimeout = 0

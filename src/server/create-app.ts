@@ -24,7 +24,9 @@ import { rangeStream, sendRange } from '../store/range-source.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
 import { prefersHtml, statusPage } from './status-page.js'
-import { countRequest, type Traffic } from './traffic.js'
+import type { Traffic } from './traffic.js'
+import { recordRequest } from './request-log.js'
+import { writeDocument } from './metadata-fast-path.js'
 
 export interface AppDeps {
   version: string
@@ -48,28 +50,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const started = performance.now()
     c.set('route', 'other')
     await next()
-    const finish = (bytes: number | undefined, completed: boolean) => {
-      const route = c.get('route')
-      countRequest(traffic, route, c.res.status)
-      log.info('request', {
+    const finish = (status: number, bytes: number | undefined, completed: boolean) =>
+      recordRequest(traffic, log, {
+        route: c.get('route'),
         method: c.req.method,
         path: rawRequestPath(c.env?.incoming?.url ?? c.req.url),
-        status: c.res.status,
+        status,
         bytes,
         cache: c.get('cache'),
         ms: Math.round(performance.now() - started),
-        aborted: completed ? undefined : true,
+        aborted: !completed,
       })
-    }
     const outgoing = c.env?.outgoing
     if (outgoing === undefined) {
-      finish(Number(c.res.headers.get('content-length') ?? 0), true)
+      finish(c.res.status, Number(c.res.headers.get('content-length') ?? 0), true)
       return
     }
     // Logged when the response is over, with what was really sent.
     outgoing.once('close', () => {
       const length = c.req.method === 'HEAD' ? 0 : Number(outgoing.getHeader('content-length') ?? 0)
-      finish(c.get('bytes') ?? length, outgoing.writableFinished)
+      finish(outgoing.statusCode, c.get('bytes') ?? length, outgoing.writableFinished)
     })
   })
 
@@ -94,14 +94,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.on(['GET', 'HEAD'], '*', async (c) => {
     const rawPath = rawRequestPath(c.env?.incoming?.url ?? c.req.url)
-    // Metadata is polled hard (MAAS asks several times per cycle, from every
-    // rack): a path that is exactly a published document's needs no decoding
-    // or checks, since document paths are safe by construction.
-    for (const mirror of deps.mirrors) {
-      if (!rawPath.startsWith(mirror.config.path)) continue
-      const document = (await mirror.publication())?.documents.get(rawPath.slice(mirror.config.path.length))
-      if (document !== undefined) return sendDocument(c, document)
-    }
     const resolved = resolveRequestPath(rawPath, deps.mirrors)
     if (resolved.kind === 'unsafe') return c.text(`bad request: ${resolved.reason}\n`, 400)
     if (resolved.kind === 'outside') return c.text('not found\n', 404)
@@ -145,17 +137,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
   /** Sends a metadata document, straight into Node's response when there is one. */
   function sendDocument(c: Context<Env>, document: ServedDocument): Response {
     c.set('route', 'metadata')
-    if (header(c, 'if-none-match') === document.etag) {
-      const { 'content-length': _, ...unsized } = document.headers
+    const outgoing = c.env?.outgoing
+    if (outgoing !== undefined) {
+      const status = writeDocument(outgoing, document, c.req.method, header(c, 'if-none-match'))
+      if (status === 200 && c.req.method === 'GET') traffic.servedBytes += document.body.length
+      return RESPONSE_ALREADY_SENT
+    }
+    if (c.req.header('if-none-match') === document.etag) {
+      const { 'content-length': _length, ...unsized } = document.headers
       return c.body(null, 304, unsized)
     }
-    const body = c.req.method === 'HEAD' ? undefined : document.body
-    traffic.servedBytes += body?.length ?? 0
-    const outgoing = c.env?.outgoing
-    if (outgoing === undefined) return body === undefined ? c.body(null, 200, document.headers) : c.body(body, 200, document.headers)
-    outgoing.writeHead(200, document.headers)
-    outgoing.end(body)
-    return RESPONSE_ALREADY_SENT
+    if (c.req.method === 'HEAD') return c.body(null, 200, document.headers)
+    traffic.servedBytes += document.body.length
+    return c.body(document.body, 200, document.headers)
   }
 
   /** A request header, read from Node's request when there is one (building a web Headers object costs more than the whole lookup). */
