@@ -1,9 +1,11 @@
 /**
  * The HTTP interface of product.md as a hono app: mirrors under their paths,
- * the proxy's key, `/status`. `createApp` only wires what it is given, so
- * tests drive it with `app.request(...)` and the composition root serves it.
- * Under @hono/node-server, file bodies are piped straight into Node's
- * response rather than through web streams.
+ * the proxy's key, `/status` (JSON, or HTML for browsers) and `/metrics`.
+ * `createApp` only wires what it is given, so tests drive it with
+ * `app.request(...)` and the composition root serves it. Under
+ * @hono/node-server, file bodies are written straight into Node's response
+ * rather than through web streams; exact metadata paths are answered even
+ * before the app (metadata-fast-path.ts).
  */
 
 import { Hono, type Context } from 'hono'
