@@ -52,6 +52,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const started = performance.now()
     c.set('route', 'other')
     await next()
+    if (c.res !== RESPONSE_ALREADY_SENT && c.res.body !== null && !c.res.headers.has('content-length')) {
+      // Generated answers (status, metrics, errors) are small: sized, they keep
+      // the connection simple for clients and give the log their real length.
+      const body = new Uint8Array(await c.res.arrayBuffer())
+      const headers = new Headers(c.res.headers)
+      headers.set('content-length', String(body.length))
+      c.res = new Response(body, { status: c.res.status, headers })
+    }
     const finish = (status: number, bytes: number | undefined, completed: boolean) =>
       recordRequest(traffic, log, {
         route: c.get('route'),
@@ -63,16 +71,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
         ms: Math.round(performance.now() - started),
         aborted: !completed,
       })
+    // Answers written straight to Node's response count their own bytes; the others are sized above.
+    const written = c.res === RESPONSE_ALREADY_SENT
+    const length = written || c.req.method === 'HEAD' ? 0 : Number(c.res.headers.get('content-length') ?? 0)
     const outgoing = c.env?.outgoing
     if (outgoing === undefined) {
-      finish(c.res.status, Number(c.res.headers.get('content-length') ?? 0), true)
+      finish(c.res.status, length, true)
       return
     }
     // Logged when the response is over, with what was really sent.
-    outgoing.once('close', () => {
-      const length = c.req.method === 'HEAD' ? 0 : Number(outgoing.getHeader('content-length') ?? 0)
-      finish(outgoing.statusCode, c.get('bytes') ?? length, outgoing.writableFinished)
-    })
+    outgoing.once('close', () => finish(outgoing.statusCode, written ? (c.get('bytes') ?? 0) : length, outgoing.writableFinished))
   })
 
   app.on(['GET', 'HEAD'], '/status', (c) => {
@@ -142,7 +150,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const outgoing = c.env?.outgoing
     if (outgoing !== undefined) {
       const status = writeDocument(outgoing, document, c.req.method, header(c, 'if-none-match'))
-      if (status === 200 && c.req.method === 'GET') traffic.servedBytes += document.body.length
+      const bytes = status === 200 && c.req.method === 'GET' ? document.body.length : 0
+      traffic.servedBytes += bytes
+      c.set('bytes', bytes)
       return RESPONSE_ALREADY_SENT
     }
     if (c.req.header('if-none-match') === document.etag) {
