@@ -123,20 +123,24 @@ function listUpstreamFiles(metadata: UpstreamMetadata): Map<string, FileRef[]> {
 /** One entry per path across several selections, with every ref (a path named in two documents keeps both). */
 function mergeFiles(results: SelectionResult[]): Map<string, SelectedFile> {
   const files = new Map<string, SelectedFile>()
-  const seen = new Set<string>()
   for (const result of results) {
     for (const file of result.files) {
       const known = files.get(file.path)
-      if (known === undefined) files.set(file.path, { ...file, refs: [...file.refs] })
+      if (known === undefined) {
+        files.set(file.path, { ...file, refs: [...file.refs] })
+        continue
+      }
+      // A file has a handful of refs; comparing them beats building a key per ref.
       for (const ref of file.refs) {
-        const key = `${ref.contentId}\0${ref.product}\0${ref.version}\0${ref.item}\0${file.path}`
-        if (seen.has(key)) continue
-        seen.add(key)
-        if (known !== undefined) known.refs.push(ref)
+        if (!known.refs.some((other) => sameItem(other, ref))) known.refs.push(ref)
       }
     }
   }
   return files
+}
+
+function sameItem(a: FileRef, b: FileRef): boolean {
+  return a.item === b.item && a.version === b.version && a.product === b.product && a.contentId === b.contentId
 }
 
 /**

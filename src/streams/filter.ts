@@ -13,7 +13,12 @@ export interface Filter {
   readonly operator: FilterOperator
   readonly value: string
   /** Whether the filter accepts a flattened item. */
-  matches(item: Readonly<Record<string, unknown>>): boolean
+  matches(item: ItemAttributes): boolean
+}
+
+/** An item's attributes by name, undefined when it lacks one: a `FlatItem`, or any `Map`. */
+export interface ItemAttributes {
+  get(key: string): unknown
 }
 
 export class FilterSyntaxError extends Error {
@@ -55,7 +60,7 @@ export function parseFilter(source: string): Filter {
     operator,
     value,
     matches(item) {
-      const raw = item[key]
+      const raw = item.get(key)
       const actual = raw === undefined || raw === null ? '' : String(raw)
       return test(actual) !== negated
     },
@@ -63,6 +68,6 @@ export function parseFilter(source: string): Filter {
 }
 
 /** True when every filter accepts the item (an empty list accepts everything). */
-export function matchesAll(filters: readonly Filter[], item: Readonly<Record<string, unknown>>): boolean {
+export function matchesAll(filters: readonly Filter[], item: ItemAttributes): boolean {
   return filters.every((filter) => filter.matches(item))
 }

@@ -7,47 +7,62 @@
  * all children share up to the parent.
  */
 
-import type { Attributes, FlatItem, ProductsDocument } from './types.js'
+import type { Attributes, ProductsDocument, StreamItem, StreamProduct, StreamVersion } from './types.js'
+
+/**
+ * One item seen through inheritance. Attributes are looked up on demand
+ * rather than copied: a products document of 10,000 products has 40,000
+ * items, and a filter reads one or two attributes of each.
+ */
+export class FlatItem {
+  constructor(
+    readonly doc: ProductsDocument,
+    readonly productName: string,
+    readonly product: StreamProduct,
+    readonly versionName: string,
+    readonly version: StreamVersion,
+    readonly itemName: string,
+    readonly item: StreamItem,
+  ) {}
+
+  /**
+   * The attribute `key` as the reference's flattened item has it, or
+   * undefined. The identifying names always say where the item is, whatever an
+   * attribute of the same name claims; any other key comes from the lowest
+   * level holding it as a scalar.
+   */
+  get(key: string): string | number | boolean | undefined {
+    switch (key) {
+      case 'content_id':
+        return this.doc.content_id
+      case 'product_name':
+        return this.productName
+      case 'version_name':
+        return this.versionName
+      case 'item_name':
+        return this.itemName
+    }
+    return scalar(this.item, key) ?? scalar(this.version, key) ?? scalar(this.product, key) ?? scalar(this.doc, key)
+  }
+}
 
 // The reference inherits only scalar values (its `stringitems`), which also keeps
 // the `products`/`versions`/`items` containers out. Numbers stay numbers here so
-// `size` reads as one; filters compare `String(value)`.
-function scalarView(parent: object | null, attributes: Attributes): Record<string, unknown> {
-  const view = Object.create(parent) as Record<string, unknown>
-  for (const key of Object.keys(attributes)) {
-    const value = attributes[key]
-    const type = typeof value
-    if (type === 'string' || type === 'number' || type === 'boolean') view[key] = value
-  }
-  return view
+// `size` reads as one; filters compare `String(value)`. Own properties only, so
+// `__proto__` or `constructor` are plain attributes.
+function scalar(level: Attributes, key: string): string | number | boolean | undefined {
+  if (!Object.hasOwn(level, key)) return undefined
+  const value = level[key]
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? value : undefined
 }
 
-/**
- * Every item of the document, in document order, seen through inheritance.
- * Each level is an object whose prototype is the level above, ending in null:
- * lower levels override by shadowing, a level is built once however many items
- * share it, and with no `Object.prototype` in the chain a key such as
- * `__proto__` or `constructor` is a plain attribute. Read attributes by name
- * (or `for...in`); `Object.keys` and spread see only the item's own level.
- */
-export function flattenItems(doc: ProductsDocument): FlatItem[] {
-  const top = scalarView(null, doc)
-  const flat: FlatItem[] = []
-  for (const [productName, product] of Object.entries(doc.products)) {
-    const fromProduct = scalarView(top, product)
-    for (const [versionName, version] of Object.entries(product.versions)) {
-      const fromVersion = scalarView(fromProduct, version)
-      for (const [itemName, item] of Object.entries(version.items)) {
-        const view = scalarView(fromVersion, item)
-        // The identifying names come last: they always say where the item is,
-        // whatever an attribute of the same name claims.
-        view.content_id = doc.content_id
-        view.product_name = productName
-        view.version_name = versionName
-        view.item_name = itemName
-        flat.push(view as FlatItem)
-      }
+/** The items of one product of `doc`, in document order. */
+export function productItems(doc: ProductsDocument, productName: string, product: StreamProduct): FlatItem[] {
+  const items: FlatItem[] = []
+  for (const [versionName, version] of Object.entries(product.versions)) {
+    for (const [itemName, item] of Object.entries(version.items)) {
+      items.push(new FlatItem(doc, productName, product, versionName, version, itemName, item))
     }
   }
-  return flat
+  return items
 }

@@ -9,8 +9,8 @@
 import type { SelectionConfig } from '../config/types.js'
 import { StreamFormatError } from './documents.js'
 import { matchesAll } from './filter.js'
-import { flattenItems } from './flatten.js'
-import type { FlatItem, ProductsDocument, StreamItem, StreamProduct, StreamVersion } from './types.js'
+import { productItems, type FlatItem } from './flatten.js'
+import type { ProductsDocument, StreamProduct, StreamVersion } from './types.js'
 
 /** One item that names a file. */
 export interface FileRef {
@@ -35,98 +35,112 @@ export interface SelectionResult {
   files: SelectedFile[]
 }
 
-/** Selected item names by product, then version. */
-type Chosen = Map<string, Map<string, Set<string>>>
-
-type IsChosen = (product: string, version: string, item: string) => boolean
-
-function choose(chosen: Chosen, product: string, version: string, item: string): void {
-  let versions = chosen.get(product)
-  if (versions === undefined) chosen.set(product, (versions = new Map()))
-  let items = versions.get(version)
-  if (items === undefined) versions.set(version, (items = new Set()))
-  items.add(item)
-}
+/** Selected item names by version name, within one product. */
+type Chosen = Map<string, Set<string>>
 
 // The reference orders version names as plain strings, newest last, and counts
 // only versions that still hold a matching item.
-function newestVersions(names: string[], max: number | undefined): Set<string> {
-  if (max === undefined) return new Set(names)
-  return new Set([...names].sort().slice(Math.max(0, names.length - max)))
+function newestVersions(names: string[], max: number | undefined): string[] {
+  if (max === undefined) return names
+  return [...names].sort().slice(Math.max(0, names.length - max))
 }
 
-function chooseGroup(items: readonly FlatItem[], group: SelectionConfig, chosen: Chosen): void {
-  const matched: Chosen = new Map()
-  for (const item of items) {
-    if (matchesAll(group.filters, item)) choose(matched, item.product_name, item.version_name, item.item_name)
-  }
-  for (const [product, versions] of matched) {
-    const kept = newestVersions([...versions.keys()], group.max)
-    for (const [version, names] of versions) {
-      if (kept.has(version)) for (const name of names) choose(chosen, product, version, name)
+/** The items of one product that the union of the groups selects; undefined (everything) without groups. */
+function chooseItems(items: readonly FlatItem[], selections: readonly SelectionConfig[]): Chosen | undefined {
+  if (selections.length === 0) return undefined
+  const chosen: Chosen = new Map()
+  for (const group of selections) {
+    const matched = new Map<string, string[]>()
+    for (const item of items) {
+      if (!matchesAll(group.filters, item)) continue
+      const names = matched.get(item.versionName)
+      if (names === undefined) matched.set(item.versionName, [item.itemName])
+      else names.push(item.itemName)
+    }
+    for (const version of newestVersions([...matched.keys()], group.max)) {
+      let names = chosen.get(version)
+      if (names === undefined) chosen.set(version, (names = new Set()))
+      for (const name of matched.get(version) as string[]) names.add(name)
     }
   }
+  return chosen
 }
 
-function filterDocument(doc: ProductsDocument, isChosen: IsChosen): ProductsDocument {
+/**
+ * The product holding only the chosen items, emptied versions left out, or
+ * undefined if nothing is left. Every attribute of every level is kept;
+ * a version or product that keeps everything is the upstream object itself,
+ * as documents are never modified once parsed, which spares copying them all.
+ */
+function filterProduct(product: StreamProduct, chosen: Chosen | undefined): StreamProduct | undefined {
   // Entries and spreads rather than assignment, so no upstream key (`__proto__`
-  // included) is treated specially; every attribute of every level is kept.
-  const products: Array<[string, StreamProduct]> = []
-  for (const [productName, product] of Object.entries(doc.products)) {
-    const versions: Array<[string, StreamVersion]> = []
-    for (const [versionName, version] of Object.entries(product.versions)) {
-      const items: Array<[string, StreamItem]> = Object.entries(version.items)
-        .filter(([itemName]) => isChosen(productName, versionName, itemName))
-        .map(([itemName, item]) => [itemName, { ...item }])
-      if (items.length > 0) versions.push([versionName, { ...version, items: Object.fromEntries(items) }])
+  // included) is treated specially.
+  const versions: Array<[string, StreamVersion]> = []
+  let whole = true
+  for (const [versionName, version] of Object.entries(product.versions)) {
+    const names = chosen?.get(versionName)
+    const entries = Object.entries(version.items)
+    const items = chosen === undefined ? entries : entries.filter(([itemName]) => names?.has(itemName) === true)
+    if (items.length === 0) {
+      whole = false
+      continue
     }
-    if (versions.length > 0) products.push([productName, { ...product, versions: Object.fromEntries(versions) }])
+    if (items.length === entries.length) {
+      versions.push([versionName, version])
+    } else {
+      whole = false
+      versions.push([versionName, { ...version, items: Object.fromEntries(items) }])
+    }
   }
-  return { ...doc, products: Object.fromEntries(products) }
+  if (versions.length === 0) return undefined
+  return whole ? product : { ...product, versions: Object.fromEntries(versions) }
 }
 
 function refName(ref: FileRef): string {
   return `products[${JSON.stringify(ref.product)}].versions[${JSON.stringify(ref.version)}].items[${JSON.stringify(ref.item)}]`
 }
 
-function collectFiles(contentId: string, items: readonly FlatItem[]): SelectedFile[] {
-  const byPath = new Map<string, SelectedFile>()
-  for (const item of items) {
-    if (typeof item.path !== 'string') continue
-    // parseProducts guarantees an item with a path a valid size and sha256.
-    const size = item.size as number
-    const sha256 = item.sha256 as string
-    const ref: FileRef = { contentId, product: item.product_name, version: item.version_name, item: item.item_name }
-    if (typeof item.ftype === 'string') ref.ftype = item.ftype
-    const file = byPath.get(item.path)
-    if (file === undefined) {
-      byPath.set(item.path, { path: item.path, size, sha256, refs: [ref] })
-    } else if (file.size !== size || file.sha256 !== sha256) {
-      throw new StreamFormatError(
-        `${contentId}: path ${JSON.stringify(item.path)} names different files in ${refName(file.refs[0] as FileRef)} and ${refName(ref)} (size or sha256 differ)`,
-      )
-    } else {
-      file.refs.push(ref)
-    }
+function addFile(byPath: Map<string, SelectedFile>, item: FlatItem): void {
+  const path = item.get('path')
+  if (typeof path !== 'string') return
+  // parseProducts guarantees an item with a path a valid size and sha256.
+  const size = item.get('size') as number
+  const sha256 = item.get('sha256') as string
+  const ref: FileRef = { contentId: item.doc.content_id, product: item.productName, version: item.versionName, item: item.itemName }
+  const ftype = item.get('ftype')
+  if (typeof ftype === 'string') ref.ftype = ftype
+  const file = byPath.get(path)
+  if (file === undefined) {
+    byPath.set(path, { path, size, sha256, refs: [ref] })
+  } else if (file.size !== size || file.sha256 !== sha256) {
+    throw new StreamFormatError(
+      `${ref.contentId}: path ${JSON.stringify(path)} names different files in ${refName(file.refs[0] as FileRef)} and ${refName(ref)} (size or sha256 differ)`,
+    )
+  } else {
+    file.refs.push(ref)
   }
-  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : 1))
 }
 
-/** Applies a mirror's selections to an upstream document; no selections select everything. */
+/**
+ * Applies a mirror's selections to an upstream document; no selections select
+ * everything. Works one product at a time, as `max` counts versions per product.
+ */
 export function applySelections(doc: ProductsDocument, selections: readonly SelectionConfig[]): SelectionResult {
-  const items = flattenItems(doc)
-  let isChosen: IsChosen = () => true
-  if (selections.length > 0) {
-    const chosen: Chosen = new Map()
-    for (const group of selections) chooseGroup(items, group, chosen)
-    isChosen = (product, version, item) => chosen.get(product)?.get(version)?.has(item) ?? false
+  const products: Array<[string, StreamProduct]> = []
+  const byPath = new Map<string, SelectedFile>()
+  for (const [productName, product] of Object.entries(doc.products)) {
+    const items = productItems(doc, productName, product)
+    const chosen = chooseItems(items, selections)
+    const kept = filterProduct(product, chosen)
+    if (kept === undefined) continue
+    products.push([productName, kept])
+    for (const item of items) {
+      if (chosen === undefined || chosen.get(item.versionName)?.has(item.itemName) === true) addFile(byPath, item)
+    }
   }
   return {
-    document: filterDocument(doc, isChosen),
-    files: collectFiles(
-      doc.content_id,
-      items.filter((item) => isChosen(item.product_name, item.version_name, item.item_name)),
-    ),
+    document: { ...doc, products: Object.fromEntries(products) },
+    files: [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : 1)),
   }
 }
 

@@ -41,11 +41,3 @@ export interface IndexDocument extends Attributes {
   format: 'index:1.0'
   index: Record<string, IndexEntry>
 }
-
-/** One item seen through inheritance: every attribute from top to item, plus the names. */
-export interface FlatItem extends Attributes {
-  content_id: string
-  product_name: string
-  version_name: string
-  item_name: string
-}

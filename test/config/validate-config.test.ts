@@ -85,7 +85,7 @@ describe('validateConfig defaults', () => {
     assert.equal(only.selections.length, 2)
     assert.equal(only.selections[0]?.max, 2)
     assert.deepEqual(only.selections[0]?.filters.map((filter) => filter.source), ['arch=amd64', 'release!~^(bionic|focal)$'])
-    assert.equal(only.selections[0]?.filters[1]?.matches({ release: 'noble' }), true)
+    assert.equal(only.selections[0]?.filters[1]?.matches(new Map([['release', 'noble']])), true)
     assert.equal(only.selections[1]?.max, undefined)
   })
 

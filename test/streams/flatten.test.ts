@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { flattenItems } from '../../src/streams/flatten.js'
+import { productItems } from '../../src/streams/flatten.js'
 import type { ProductsDocument } from '../../src/streams/types.js'
 
 const doc: ProductsDocument = {
@@ -37,27 +37,29 @@ const doc: ProductsDocument = {
   },
 }
 
-/** Every attribute an item shows, own and inherited, as one plain object. */
-function allAttributes(item: object | undefined): Record<string, unknown> {
-  const all: Record<string, unknown> = {}
-  for (const key in item) all[key] = (item as Record<string, unknown>)[key]
-  return all
+/** Every item of a document, in document order. */
+const flattenItems = (document: ProductsDocument) =>
+  Object.entries(document.products).flatMap(([name, product]) => productItems(document, name, product))
+
+/** The attributes `keys` of an item, as one plain object. */
+function attributes(item: { get(key: string): unknown } | undefined, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.map((key) => [key, item?.get(key)]))
 }
 
-describe('flattenItems', () => {
+describe('FlatItem', () => {
   test('each level overrides the one above it: top, product, version, item', () => {
     const [kernel, squashfs] = flattenItems(doc)
-    assert.equal(kernel?.level, 'item')
-    assert.equal(kernel?.ftype, 'boot-kernel')
-    assert.equal(squashfs?.level, 'version')
-    assert.equal(squashfs?.ftype, 'from-version')
-    assert.equal(squashfs?.label, 'top')
-    assert.equal(squashfs?.arch, 'amd64')
+    assert.equal(kernel?.get('level'), 'item')
+    assert.equal(kernel?.get('ftype'), 'boot-kernel')
+    assert.equal(squashfs?.get('level'), 'version')
+    assert.equal(squashfs?.get('ftype'), 'from-version')
+    assert.equal(squashfs?.get('label'), 'top')
+    assert.equal(squashfs?.get('arch'), 'amd64')
   })
 
-  test('adds content_id and the product, version and item names', () => {
+  test('shows every scalar attribute of every level, content_id and the product, version and item names', () => {
     const [kernel] = flattenItems(doc)
-    assert.deepEqual(allAttributes(kernel), {
+    const expected = {
       datatype: 'image-downloads',
       label: 'top',
       level: 'item',
@@ -73,14 +75,24 @@ describe('flattenItems', () => {
       product_name: 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04',
       version_name: '20250709',
       item_name: 'boot-kernel',
-    })
+    }
+    assert.deepEqual(attributes(kernel, Object.keys(expected)), expected)
   })
 
   test('containers and other non-scalar attributes are not inherited', () => {
     const [kernel] = flattenItems(doc)
     for (const key of ['products', 'versions', 'items', 'aliases', 'nested']) {
-      assert.equal(key in (kernel ?? {}), false, key)
+      assert.equal(kernel?.get(key), undefined, key)
     }
+  })
+
+  test('a non-scalar attribute does not hide a scalar one of the same name above it', () => {
+    const shadowed: ProductsDocument = {
+      format: 'products:1.0',
+      content_id: 'c',
+      products: { p: { arch: 'amd64', versions: { v: { items: { i: { arch: ['not', 'scalar'] } } } } } },
+    }
+    assert.equal(flattenItems(shadowed)[0]?.get('arch'), 'amd64')
   })
 
   test('the identifying names win over attributes of the same name', () => {
@@ -90,10 +102,12 @@ describe('flattenItems', () => {
       products: { p: { product_name: 'fake', versions: { v: { items: { i: { item_name: 'fake', content_id: 'fake' } } } } } },
     }
     const [item] = flattenItems(tricky)
-    assert.deepEqual(
-      [item?.content_id, item?.product_name, item?.version_name, item?.item_name],
-      ['real', 'p', 'v', 'i'],
-    )
+    assert.deepEqual(attributes(item, ['content_id', 'product_name', 'version_name', 'item_name']), {
+      content_id: 'real',
+      product_name: 'p',
+      version_name: 'v',
+      item_name: 'i',
+    })
   })
 
   test('"__proto__" and "constructor" are plain attributes, and missing ones read as undefined', () => {
@@ -101,13 +115,13 @@ describe('flattenItems', () => {
       '{"format":"products:1.0","content_id":"c","products":{"p":{"__proto__":"x","versions":{"v":{"items":{"i":{}}}}}}}',
     ) as ProductsDocument
     const [item] = flattenItems(parsed)
-    assert.equal((item as Record<string, unknown>)['__proto__'], 'x')
-    assert.equal((item as Record<string, unknown>)['constructor'], undefined)
-    assert.equal((item as Record<string, unknown>)['toString'], undefined)
+    assert.equal(item?.get('__proto__'), 'x')
+    assert.equal(item?.get('constructor'), undefined)
+    assert.equal(item?.get('toString'), undefined)
   })
 
   test('lists items in document order, one per item', () => {
-    const names = flattenItems(doc).map((item) => item.item_name)
+    const names = flattenItems(doc).map((item) => item.itemName)
     assert.deepEqual(names, ['boot-kernel', 'squashfs'])
   })
 })

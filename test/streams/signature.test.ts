@@ -96,6 +96,8 @@ describe('clearsign', () => {
     await assert.rejects(clearsign('{}', signer.privateKey), /end with a newline/)
     await assert.rejects(clearsign('{\n "a": 1, \n}\n', signer.privateKey), /trailing whitespace.*line 2/)
     await assert.rejects(clearsign('{\r\n}\n', signer.privateKey), /carriage return on line 1/)
+    await assert.rejects(clearsign('{\n}\t\n', signer.privateKey), /trailing whitespace.*line 2/)
+    await assert.rejects(clearsign('{\n\t\n "a": 1 \n}\n', signer.privateKey), /trailing whitespace.*line 2/)
   })
 
   test('is accepted by the real gpgv, which extracts the same text', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { flattenItems } from '../../src/streams/flatten.js'
+import { productItems } from '../../src/streams/flatten.js'
 import { SignatureError, readKeyring, verifyClearsigned } from '../../src/streams/signature.js'
 import type { IndexDocument } from '../../src/streams/types.js'
 import { gpgvFile } from './gpgv.js'
@@ -89,7 +89,7 @@ describe('buildUpstreamTree', () => {
     const itemPaths = new Set(tree.items.map((item) => item.path))
     const dataFiles = [...tree.files.keys()].filter((path) => !path.startsWith('streams/'))
     assert.deepEqual(dataFiles.sort(), [...itemPaths].sort())
-    const flat = [...tree.products.values()].flatMap((doc) => flattenItems(doc))
+    const flat = [...tree.products.values()].flatMap((doc) => Object.entries(doc.products).flatMap(([name, product]) => productItems(doc, name, product)))
     assert.equal(flat.length, tree.items.length)
   })
 
