@@ -45,6 +45,11 @@ export interface Mirror extends EventEmitter {
   start(): Promise<void>
   /** The publication held now, without asking upstream. */
   current(): Publication | undefined
+  /**
+   * The publication held now, for a client: past the TTL this also starts a
+   * refresh behind it, without the cost of a fetch on every request.
+   */
+  served(): Publication | undefined
   /** The current publication; waits for upstream only when there has never been one. */
   publication(): Promise<Publication | undefined>
   /** Checks upstream now and resolves when done (the last good copy stays on failure). */
@@ -188,6 +193,11 @@ export function createMirror(options: MirrorOptions): Mirror {
       await loadSaved()
     },
     current: () => cache.get(KEY),
+    served() {
+      const publication = cache.get(KEY)
+      if (publication === undefined || cache.getRemainingTTL(KEY) <= 0) void cache.fetch(KEY).catch(() => undefined)
+      return publication
+    },
     async publication() {
       return cache.fetch(KEY).catch(() => undefined)
     },

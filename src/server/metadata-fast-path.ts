@@ -40,10 +40,8 @@ export function createMetadataFastPath(deps: MetadataFastPathDeps) {
     const started = performance.now()
     const path = rawRequestPath(request.url ?? '/')
     const mirror = deps.mirrors.find((candidate) => path.startsWith(candidate.config.path))
-    const document = mirror?.current()?.documents.get(path.slice(mirror.config.path.length))
+    const document = mirror?.served()?.documents.get(path.slice(mirror.config.path.length))
     if (mirror === undefined || document === undefined) return false
-    // Served from what is held; this starts a refresh behind it once the TTL has passed.
-    void mirror.publication()
     const header = request.headers['if-none-match']
     const status = writeDocument(response, document, request.method, Array.isArray(header) ? header.join(', ') : header)
     const bytes = status === 200 && request.method === 'GET' ? document.body.length : 0
