@@ -3,21 +3,30 @@
  * connection. Miss: first byte and throughput through the proxy against
  * fetching straight from upstream. Coalescing: 20 clients on one cold file
  * against one client alone on another, and the upstream bytes that cost.
+ *
+ * At 200 MB/s the 20 clients ask for 4 GB/s, more than this machine can send
+ * over loopback at all, so that run is also compared with nginx sending the
+ * same stored file to 20 clients (the floor any server meets here), and the
+ * 20-to-1 ratio is measured again behind a 50 MB/s (400 Mbit/s) upstream,
+ * where the upstream rather than the machine sets the pace.
  */
 
 import { join } from 'node:path'
 import { get, getAll, type Transfer } from './lib/http-client.js'
+import { startNginx } from './lib/nginx.js'
 import { MiB, median, type BenchResult } from './lib/results.js'
-import { squashfsTree, startStand } from './lib/stand.js'
+import { squashfsTree, startStand, type Stand } from './lib/stand.js'
+import type { UpstreamItem } from './lib/upstream.js'
 
 const FILE_BYTES = 128 * MiB
 const UPSTREAM_RATE = 200e6
+const WAN_RATE = 50e6
 const MISS_ROUNDS = 2
 const COALESCED_CLIENTS = 20
 
 export async function benchMiss(dir: string): Promise<BenchResult[]> {
   // Each proxy round and each coalescing run needs a file the proxy has never seen.
-  const stand = await startStand({ dir: join(dir, 'stand'), tree: squashfsTree(FILE_BYTES, MISS_ROUNDS + 2) })
+  const stand = await startStand({ dir: join(dir, 'stand'), tree: squashfsTree(FILE_BYTES, MISS_ROUNDS + 4) })
   try {
     const files = stand.items('/squashfs')
     await stand.upstream.setRate(UPSTREAM_RATE)
@@ -33,14 +42,9 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
     const throughputRatio = rate(proxied) / rate(direct)
     const ttfbDelta = ttfb(proxied) - ttfb(direct)
 
-    const alone = files[MISS_ROUNDS]!
-    const shared = files[MISS_ROUNDS + 1]!
-    const one = await getAll([`${stand.proxy.mirrorUrl}${alone.path}`])
-    await stand.upstream.resetCounters()
-    const many = await getAll(Array.from({ length: COALESCED_CLIENTS }, () => `${stand.proxy.mirrorUrl}${shared.path}`))
-    for (const transfer of [...one.transfers, ...many.transfers]) checked(transfer, shared.size)
-    const upstreamBytes = await stand.upstream.bytesSent(shared.path)
-    const wallRatio = many.ms / one.ms
+    const fast = await coalesce(stand, files[MISS_ROUNDS]!, files[MISS_ROUNDS + 1]!, UPSTREAM_RATE)
+    const floorMs = await nginxToMany(stand, files[MISS_ROUNDS + 1]!, join(dir, 'nginx'))
+    const wan = await coalesce(stand, files[MISS_ROUNDS + 2]!, files[MISS_ROUNDS + 3]!, WAN_RATE)
     const common = { fileBytes: FILE_BYTES, upstreamBytesPerSecond: UPSTREAM_RATE }
     return [
       {
@@ -67,33 +71,85 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
         met: ttfbDelta <= 50,
         details: { ...common, rounds: MISS_ROUNDS },
       },
+      coalescingRow(`${UPSTREAM_RATE / 1e6} MB/s`, fast, common),
       {
-        name: `4 coalescing, ${COALESCED_CLIENTS} clients on one cold file: wall time`,
-        value: many.ms,
-        reference: one.ms,
+        name: `4 coalescing at ${UPSTREAM_RATE / 1e6} MB/s against nginx sending the stored file to ${COALESCED_CLIENTS} clients`,
+        value: fast.manyMs,
+        reference: floorMs,
         unit: 'ms',
-        referenceName: '1 client alone',
-        ratioName: `${COALESCED_CLIENTS} / 1`,
-        ratio: wallRatio,
+        referenceName: 'nginx, best of 2',
+        ratioName: 'proxy / nginx',
+        ratio: fast.manyMs / floorMs,
         goal: '<= 1.2',
-        met: wallRatio <= 1.2,
+        met: fast.manyMs / floorMs <= 1.2,
         details: { ...common, clients: COALESCED_CLIENTS },
       },
+      coalescingRow(`${WAN_RATE / 1e6} MB/s`, wan, { ...common, upstreamBytesPerSecond: WAN_RATE }),
       {
         name: `4 coalescing, ${COALESCED_CLIENTS} clients on one cold file: upstream bytes`,
-        value: upstreamBytes / MiB,
-        reference: shared.size / MiB,
+        value: (fast.upstreamBytes + wan.upstreamBytes) / 2 / MiB,
+        reference: FILE_BYTES / MiB,
         unit: 'MiB',
         referenceName: 'file size',
         ratioName: 'copies fetched',
-        ratio: upstreamBytes / shared.size,
+        ratio: Math.max(fast.upstreamBytes, wan.upstreamBytes) / FILE_BYTES,
         goal: '= 1 copy',
-        met: upstreamBytes === shared.size,
-        details: { upstreamBytes, fileBytes: shared.size },
+        met: fast.upstreamBytes === FILE_BYTES && wan.upstreamBytes === FILE_BYTES,
+        details: { upstreamBytesFast: fast.upstreamBytes, upstreamBytesWan: wan.upstreamBytes, fileBytes: FILE_BYTES },
       },
     ]
   } finally {
     await stand.close()
+  }
+}
+
+interface Coalesced {
+  oneMs: number
+  manyMs: number
+  upstreamBytes: number
+}
+
+/** One client alone on `alone`, then 20 at once on `shared`, both cold, upstream limited to `rate` per connection. */
+async function coalesce(stand: Stand, alone: UpstreamItem, shared: UpstreamItem, rate: number): Promise<Coalesced> {
+  await stand.upstream.setRate(rate)
+  const one = await getAll([`${stand.proxy.mirrorUrl}${alone.path}`])
+  await stand.upstream.resetCounters()
+  const many = await getAll(Array.from({ length: COALESCED_CLIENTS }, () => `${stand.proxy.mirrorUrl}${shared.path}`))
+  for (const transfer of [...one.transfers, ...many.transfers]) checked(transfer, shared.size)
+  return { oneMs: one.ms, manyMs: many.ms, upstreamBytes: await stand.upstream.bytesSent(shared.path) }
+}
+
+function coalescingRow(rate: string, run: Coalesced, details: Record<string, unknown>): BenchResult {
+  const ratio = run.manyMs / run.oneMs
+  return {
+    name: `4 coalescing, ${COALESCED_CLIENTS} clients on one cold file, upstream ${rate}: wall time`,
+    value: run.manyMs,
+    reference: run.oneMs,
+    unit: 'ms',
+    referenceName: '1 client alone',
+    ratioName: `${COALESCED_CLIENTS} / 1`,
+    ratio,
+    goal: '<= 1.2',
+    met: ratio <= 1.2,
+    details: { ...details, clients: COALESCED_CLIENTS },
+  }
+}
+
+/** The best wall time of nginx (sendfile) sending `item`, read from disk, to 20 clients at once. */
+async function nginxToMany(stand: Stand, item: UpstreamItem, dir: string): Promise<number> {
+  const root = join(dir, 'root')
+  await stand.upstream.writeFiles(root, [item.path])
+  const nginx = await startNginx(root, dir)
+  try {
+    const times: number[] = []
+    for (let round = 0; round < 2; round++) {
+      const run = await getAll(Array.from({ length: COALESCED_CLIENTS }, () => `${nginx.url}/${item.path}`))
+      for (const transfer of run.transfers) checked(transfer, item.size)
+      times.push(run.ms)
+    }
+    return Math.min(...times)
+  } finally {
+    await nginx.close()
   }
 }
 

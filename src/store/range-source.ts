@@ -7,7 +7,7 @@
  */
 
 import { open, type FileHandle } from 'node:fs/promises'
-import { Readable } from 'node:stream'
+import { Readable, type Writable } from 'node:stream'
 import type { Fill } from './fill.js'
 
 export const READ_CHUNK_BYTES = 1024 * 1024
@@ -24,6 +24,8 @@ export interface RangeSource {
   final(): boolean
   /** Resolves when `available`, `final` or a failure may have changed. */
   changed(): Promise<void>
+  /** Bytes `[position, end)` already in memory, to send without reading the file; undefined when not held. */
+  held(position: number, end: number): Buffer[] | undefined
 }
 
 /** A stored (verified) file, already opened. */
@@ -35,6 +37,7 @@ export function storedRange(handle: FileHandle, start: number, end: number): Ran
     available: () => end + 1,
     final: () => true,
     changed: () => Promise.resolve(),
+    held: () => undefined,
   }
 }
 
@@ -65,6 +68,7 @@ export function fillRange(fill: Fill, committedPath: string, start = 0, end = fi
     // earlier: until then any byte passed on may be bad, and the transfer must fail.
     final: verified,
     changed: () => new Promise((resolve) => fill.once('progress', () => resolve())),
+    held: (position, limit) => fill.held(position, limit),
   }
 }
 
@@ -72,25 +76,29 @@ export function fillRange(fill: Fill, committedPath: string, start = 0, end = fi
  * The next step of sending a range from `position`: read up to `length`
  * bytes, wait for the source, or stop. Shared by both senders.
  */
-async function nextStep(source: RangeSource, position: number): Promise<{ read: number } | 'done'> {
+async function nextStep(source: RangeSource, position: number): Promise<{ read: number; held: Buffer[] | undefined } | 'done'> {
   for (;;) {
     const available = source.available()
     if (position > source.end && source.final()) return 'done'
-    if (position < available) return { read: Math.min(READ_CHUNK_BYTES, available - position) }
+    if (position < available) {
+      const read = Math.min(READ_CHUNK_BYTES, available - position)
+      return { read, held: source.held(position, position + read) }
+    }
     await source.changed()
   }
 }
 
 /**
- * Writes the range into a Node response with two reused 1 MiB buffers (one is
- * read from disk while the other is on the socket), then ends it. A read
- * stream would allocate a fresh buffer per chunk, and that garbage costs a
- * large share of the throughput. Closes the file in every case; on a failure
- * the response is destroyed, so the client sees a broken transfer, never a
- * complete one.
+ * Writes the range into a Node response, then ends it. Bytes a fill still
+ * holds in memory go out as they are; the rest is read with two 1 MiB
+ * buffers, allocated on the first read and reused (one is read from disk
+ * while the other is on the socket): a read stream would allocate a fresh
+ * buffer per chunk, and that garbage costs a large share of the throughput.
+ * Closes the file in every case; on a failure the response is destroyed, so
+ * the client sees a broken transfer, never a complete one.
  */
-export async function sendRange(source: RangeSource, response: NodeJS.WritableStream & { destroyed: boolean; destroy(): void }, onBytes: (bytes: number) => void): Promise<void> {
-  const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)]
+export async function sendRange(source: RangeSource, response: Writable, onBytes: (bytes: number) => void): Promise<void> {
+  let buffers: Buffer[] | undefined
   let handle: FileHandle | undefined
   let position = source.start
   let writing: Promise<void> | undefined
@@ -99,18 +107,24 @@ export async function sendRange(source: RangeSource, response: NodeJS.WritableSt
     while (!response.destroyed) {
       const step = await nextStep(source, position)
       if (step === 'done') break
-      handle ??= await source.open()
-      // This buffer's last write was awaited before the other buffer was written.
-      const buffer = buffers[turn] as Buffer
-      turn ^= 1
-      const { bytesRead } = await handle.read(buffer, 0, step.read, position)
-      if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
-      position += bytesRead
+      let chunks = step.held
+      if (chunks === undefined) {
+        handle ??= await source.open()
+        buffers ??= [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)]
+        // This buffer's last write was awaited before the other buffer was written.
+        const buffer = buffers[turn] as Buffer
+        turn ^= 1
+        const { bytesRead } = await handle.read(buffer, 0, step.read, position)
+        if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
+        chunks = [buffer.subarray(0, bytesRead)]
+      }
+      const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
+      position += bytes
       await writing
-      writing = write(response, buffer.subarray(0, bytesRead))
+      writing = write(response, chunks)
       // Awaited on the next turn; if the loop stops first, its failure is the client's leaving.
       writing.catch(() => undefined)
-      onBytes(bytesRead)
+      onBytes(bytes)
     }
     await writing
     if (!response.destroyed) response.end()
@@ -123,9 +137,14 @@ export async function sendRange(source: RangeSource, response: NodeJS.WritableSt
   }
 }
 
-function write(response: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
+/** Writes `chunks` in one go (corked: one writev) and resolves once the last is handed to the socket. */
+function write(response: Writable, chunks: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    response.write(chunk, (error) => (error ? reject(error) : resolve()))
+    response.cork()
+    chunks.forEach((chunk, index) => {
+      response.write(chunk, index < chunks.length - 1 ? undefined : (error) => (error ? reject(error) : resolve()))
+    })
+    response.uncork()
   })
 }
 
@@ -141,6 +160,13 @@ export function rangeStream(source: RangeSource): Readable {
           const step = await nextStep(source, position)
           if (this.destroyed) return
           if (step === 'done') return void this.push(null)
+          if (step.held !== undefined) {
+            for (const chunk of step.held) {
+              position += chunk.length
+              this.push(chunk)
+            }
+            return
+          }
           if (handle === undefined) {
             const opened = await source.open()
             if (this.destroyed) return void (await opened.close())

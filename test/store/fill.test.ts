@@ -146,6 +146,25 @@ describe('a fill', () => {
     }
   })
 
+  test('holds the last 4 MiB written in memory, the same bytes as the file, and lets go of them once ended', async () => {
+    const size = 6 * 1024 * 1024
+    const { target, content } = upstreamFile(size)
+    upstream.setFault(target.path, { kind: 'rate', bytesPerSecond: 16 * 1024 * 1024 })
+    const fill = store.fills.fill(target, sourceFor(upstream.url, target.path))
+    await until(fill, (f) => f.written >= 5 * 1024 * 1024)
+    const written = fill.written
+    const recent = fill.held(written - 3 * 1024 * 1024, written)
+    assert.ok(recent !== undefined, 'the last 3 MiB are held')
+    assert.ok(Buffer.concat(recent).equals(content.subarray(written - 3 * 1024 * 1024, written)))
+    assert.equal(fill.held(0, 1024), undefined, 'the start of the file is read from disk')
+    assert.equal(fill.held(written - 10, written + 10), undefined, 'nothing past what is written')
+    const { bytes, error } = await drain(readerOf(fill))
+    assert.equal(error, undefined)
+    assert.ok(bytes.equals(content))
+    await fill.done
+    assert.equal(fill.held(size - 10, size), undefined)
+  })
+
   test('a reader can ask for a range of the file', async () => {
     const { target, content } = upstreamFile()
     const fill = store.fills.fill(target, sourceFor(upstream.url, target.path))
