@@ -34,7 +34,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     }
     const time = timeText
     if (json) {
-      write(JSON.stringify({ time, level, message, ...fields }), level)
+      write(jsonLine(time, level, message, fields), level)
       return
     }
     const pairs = Object.entries(fields)
@@ -43,6 +43,35 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     write([time, level.toUpperCase().padEnd(5), message, ...pairs].join(' '), level)
   }
   return { info: log('info'), warn: log('warn'), error: log('error') }
+}
+
+/**
+ * `JSON.stringify({ time, level, message, ...fields })`, with undefined fields
+ * left out, built as text: the object and the generic serialiser cost a
+ * request line about twice as much CPU under load (measured with wrk).
+ */
+function jsonLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
+  let line = `{"time":"${time}","level":"${level}","message":${jsonString(message)}`
+  for (const key of Object.keys(fields)) {
+    if (key === 'time' || key === 'level' || key === 'message') continue
+    const value = fields[key]
+    if (value !== undefined) line += `,${jsonString(key)}:${jsonValue(value)}`
+  }
+  return `${line}}`
+}
+
+function jsonValue(value: unknown): string {
+  if (typeof value === 'string') return jsonString(value)
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null'
+  if (typeof value === 'boolean') return value ? 'true' : 'false'
+  return JSON.stringify(value) ?? 'null'
+}
+
+// What JSON.stringify would escape: quotes, backslashes, control characters and lone surrogates.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+function jsonString(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`
 }
 
 export interface BatchedWriterOptions {

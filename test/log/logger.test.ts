@@ -66,6 +66,28 @@ describe('createLogger', () => {
     assert.deepEqual({ ...parsed, time: undefined }, { time: undefined, level: 'warn', message: 'slow', path: '/x', ms: 12 })
   })
 
+  test('JSON lines read back exactly as JSON.stringify would write the fields', () => {
+    const lines: string[] = []
+    const log = createLogger({ json: true, write: (line) => lines.push(line) })
+    const fields = {
+      plain: 'GET',
+      quoted: 'a "b" \\ c',
+      control: 'tab\tnewline\nnul\u0000',
+      unicode: 'é ü 日本 😀',
+      lone: 'x\ud800y',
+      numbers: [0, -1.5, 1e21],
+      notFinite: Number.NaN,
+      yes: true,
+      no: false,
+      nothing: null,
+      nested: { path: '/a"b', list: [1, 'two'] },
+      skipped: undefined,
+    }
+    log.info('a "quoted" message', fields)
+    const expected = JSON.stringify({ time: 'T', level: 'info', message: 'a "quoted" message', ...fields })
+    assert.equal((lines[0] ?? '').replace(/^\{"time":"[^"]+"/, '{"time":"T"'), expected)
+  })
+
   test('text lines read time, level, message and key=value pairs', () => {
     const lines: string[] = []
     const log = createLogger({ json: false, write: (line) => lines.push(line) })
