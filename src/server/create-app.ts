@@ -28,6 +28,7 @@ import { buildStatusReport, type StatusDeps } from './status-report.js'
 import { prefersHtml, statusPage } from './status-page.js'
 import type { Traffic } from './traffic.js'
 import { recordRequest } from './request-log.js'
+import { matchesEtag } from './etag.js'
 import { writeDocument } from './metadata-fast-path.js'
 
 export interface AppDeps {
@@ -155,7 +156,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       c.set('bytes', bytes)
       return RESPONSE_ALREADY_SENT
     }
-    if (c.req.header('if-none-match') === document.etag) {
+    if (matchesEtag(c.req.header('if-none-match'), document.etag)) {
       const { 'content-length': _length, ...unsized } = document.headers
       return c.body(null, 304, unsized)
     }

@@ -10,6 +10,7 @@ import { fillRange, storedRange, type RangeSource } from '../store/range-source.
 import type { Fill, FillSource } from '../store/fill.js'
 import type { SelectedFile } from '../streams/selection.js'
 import { parseRange } from './byte-range.js'
+import { matchesEtag } from './etag.js'
 
 export interface FileRequest {
   method: 'GET' | 'HEAD'
@@ -37,7 +38,7 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
   }
   const close = () => void stored?.handle.close().catch(() => undefined)
 
-  if (request.ifNoneMatch !== undefined && matchesEtag(request.ifNoneMatch, etag)) {
+  if (matchesEtag(request.ifNoneMatch, etag)) {
     close()
     return { kind: 'empty', status: 304, headers, cache }
   }
@@ -85,8 +86,4 @@ function firstBytesOrEnd(fill: Fill): Promise<void> {
     fill.on('progress', check)
     check()
   })
-}
-
-function matchesEtag(header: string, etag: string): boolean {
-  return header.trim() === '*' || header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag)
 }

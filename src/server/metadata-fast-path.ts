@@ -9,9 +9,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from '../log/logger.js'
 import type { Mirror } from '../mirror/mirror.js'
-import type { ServedDocument } from '../mirror/publication.js'
+import type { Publication, ServedDocument } from '../mirror/publication.js'
+import { matchesEtag } from './etag.js'
 import { recordRequest } from './request-log.js'
-import { rawRequestPath } from './request-path.js'
 import type { Traffic } from './traffic.js'
 
 export interface MetadataFastPathDeps {
@@ -22,7 +22,7 @@ export interface MetadataFastPathDeps {
 
 /** Writes a document (or 304 when `ifNoneMatch` is its ETag); returns the status sent. */
 export function writeDocument(response: ServerResponse, document: ServedDocument, method: string, ifNoneMatch: string | undefined): number {
-  if (ifNoneMatch === document.etag) {
+  if (matchesEtag(ifNoneMatch, document.etag)) {
     const { 'content-length': _length, ...unsized } = document.headers
     response.writeHead(304, unsized)
     response.end()
@@ -33,20 +33,66 @@ export function writeDocument(response: ServerResponse, document: ServedDocument
   return 200
 }
 
-/** Returns a listener that answers and returns true, or returns false to let the app answer. */
+/**
+ * Every published document by the exact request path that names it, rebuilt
+ * when a mirror's publication changes: a request then costs one lookup.
+ * Mirror paths never prefix one another (the configuration refuses it), so
+ * each path belongs to one mirror.
+ */
+function createDocumentIndex(mirrors: readonly Mirror[]): (path: string) => ServedDocument | undefined {
+  const indexed: Array<Publication | undefined> = mirrors.map(() => undefined)
+  let byPath = new Map<string, ServedDocument>()
+  return function documentAt(path) {
+    let changed = false
+    for (const [at, mirror] of mirrors.entries()) {
+      // Also starts a refresh behind the held publication once the TTL has passed.
+      const publication = mirror.served()
+      if (publication !== indexed[at]) {
+        indexed[at] = publication
+        changed = true
+      }
+    }
+    if (changed) {
+      byPath = new Map()
+      for (const [at, mirror] of mirrors.entries()) {
+        for (const [documentPath, document] of indexed[at]?.documents ?? []) byPath.set(mirror.config.path + documentPath, document)
+      }
+    }
+    return byPath.get(path)
+  }
+}
+
+/** The If-None-Match header as Node would join it, read from the raw headers: building `headers` costs more. */
+function ifNoneMatch(rawHeaders: string[]): string | undefined {
+  let value: string | undefined
+  for (let at = 0; at < rawHeaders.length; at += 2) {
+    const name = rawHeaders[at] as string
+    if (name.length !== 13 || name.toLowerCase() !== 'if-none-match') continue
+    const field = rawHeaders[at + 1] as string
+    value = value === undefined ? field : `${value}, ${field}`
+  }
+  return value
+}
+
+/**
+ * Returns a listener that answers and returns true, or returns false to let
+ * the app answer. Only an exact document path is answered here; a target with
+ * a query, in absolute form or otherwise unusual goes to the app, which
+ * checks and decodes it.
+ */
 export function createMetadataFastPath(deps: MetadataFastPathDeps) {
+  const documentAt = createDocumentIndex(deps.mirrors)
   return function metadataFastPath(request: IncomingMessage, response: ServerResponse): boolean {
-    if (request.method !== 'GET' && request.method !== 'HEAD') return false
+    const method = request.method
+    if (method !== 'GET' && method !== 'HEAD') return false
     const started = performance.now()
-    const path = rawRequestPath(request.url ?? '/')
-    const mirror = deps.mirrors.find((candidate) => path.startsWith(candidate.config.path))
-    const document = mirror?.served()?.documents.get(path.slice(mirror.config.path.length))
-    if (mirror === undefined || document === undefined) return false
-    const header = request.headers['if-none-match']
-    const status = writeDocument(response, document, request.method, Array.isArray(header) ? header.join(', ') : header)
-    const bytes = status === 200 && request.method === 'GET' ? document.body.length : 0
+    const path = request.url ?? ''
+    const document = documentAt(path)
+    if (document === undefined) return false
+    const status = writeDocument(response, document, method, ifNoneMatch(request.rawHeaders))
+    const bytes = status === 200 && method === 'GET' ? document.body.length : 0
     deps.traffic.servedBytes += bytes
-    recordRequest(deps.traffic, deps.log, { route: 'metadata', method: request.method, path, status, bytes, cache: undefined, ms: Math.round(performance.now() - started), aborted: false })
+    recordRequest(deps.traffic, deps.log, { route: 'metadata', method, path, status, bytes, cache: undefined, ms: Math.round(performance.now() - started), aborted: false })
     return true
   }
 }

@@ -258,6 +258,25 @@ describe('metadata', () => {
     assert.ok(fetched > 0)
   })
 
+  test('a document path with a query or in absolute form gets the same document, ETag and 304 as the exact path', async () => {
+    const path = `${MIRROR_PATH}streams/v1/index.sjson`
+    const exact = await rawRequest(h.proxy.url, path)
+    assert.equal(exact.status, 200)
+    const etag = exact.headers.etag as string
+    for (const target of [`${path}?probe=1`, `${h.proxy.url}${path}`]) {
+      const other = await rawRequest(h.proxy.url, target)
+      assert.equal(other.status, 200, target)
+      assert.equal(other.headers.etag, etag, target)
+      assert.ok(other.body.equals(exact.body), target)
+    }
+    for (const target of [path, `${path}?probe=1`]) {
+      // Two If-None-Match lines count as one list, as Node joins them (raw headers carry no Host of their own).
+      const revalidated = await rawRequest(h.proxy.url, target, { headers: ['Host', 'proxy', 'If-None-Match', '"other"', 'if-none-match', etag] })
+      assert.equal(revalidated.status, 304, target)
+      assert.equal(revalidated.body.length, 0)
+    }
+  })
+
   test('filtered metadata holds only the selection: newest noble amd64 images and the bootloaders', async () => {
     const images = parseProducts(await (await fetch(h.url('streams/v1/com.ubuntu.maas:stable:v3:download.json'))).text(), 'x')
     for (const [name, product] of Object.entries(images.products)) {

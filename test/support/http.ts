@@ -17,7 +17,7 @@ export interface RawResponse {
   firstByteMs: number | undefined
 }
 
-export function rawRequest(base: string, path: string, options: { method?: string; headers?: Record<string, string>; abortAfterBytes?: number } = {}): Promise<RawResponse> {
+export function rawRequest(base: string, path: string, options: { method?: string; headers?: Record<string, string> | string[]; abortAfterBytes?: number } = {}): Promise<RawResponse> {
   const url = new URL(base)
   const started = performance.now()
   return new Promise((resolve, reject) => {
