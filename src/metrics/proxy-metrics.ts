@@ -45,7 +45,13 @@ export function proxyMetrics(deps: MetricsDeps): MetricFamily[] {
     return { labels: { route, status }, value }
   })
 
+  const memory = process.memoryUsage()
+
   return [
+    gauge('process_resident_memory_bytes', 'Resident memory of the proxy process.', memory.rss),
+    gauge('nodejs_heap_size_used_bytes', 'JavaScript heap in use.', memory.heapUsed),
+    gauge('nodejs_heap_size_total_bytes', 'JavaScript heap reserved.', memory.heapTotal),
+    gauge('nodejs_external_memory_bytes', 'Memory of buffers and other objects outside the JavaScript heap.', memory.external),
     gauge('sstream_proxy_build_info', 'The running version, as a label; always 1.', [{ labels: { version: report.version }, value: 1 }]),
     gauge('sstream_proxy_start_time_seconds', 'When the proxy started, in seconds since the epoch.', deps.startedAt / 1000),
     counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, other) and status code.', requests),

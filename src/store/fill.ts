@@ -137,7 +137,11 @@ class SharedFill extends EventEmitter implements Fill {
     const views: Buffer[] = []
     for (const chunk of this.recent) {
       const chunkEnd = offset + chunk.length
-      if (chunkEnd > position) views.push(chunk.subarray(Math.max(0, position - offset), Math.min(chunk.length, end - offset)))
+      if (chunkEnd > position) {
+        // A chunk wholly inside the range goes as it is: no view object to allocate.
+        const inside = offset >= position && chunkEnd <= end
+        views.push(inside ? chunk : chunk.subarray(Math.max(0, position - offset), Math.min(chunk.length, end - offset)))
+      }
       offset = chunkEnd
       if (offset >= end) break
     }

@@ -257,6 +257,11 @@ describe('GET /metrics', () => {
     assert.equal(value(families, 'sstream_proxy_selection_files', { mirror: 'stable' }), status.mirrors[0]?.selection.files)
     assert.equal(value(families, 'sstream_proxy_upstream_up', { mirror: 'stable' }), 1)
     assert.ok((value(families, 'sstream_proxy_metadata_updated_timestamp_seconds', { mirror: 'stable' }) ?? 0) > Date.now() / 1000 - 60)
+    const rss = value(families, 'process_resident_memory_bytes') ?? 0
+    assert.ok(rss > 10 * 2 ** 20 && rss < 2 ** 32, `resident memory ${rss} is a process's`)
+    const heapUsed = value(families, 'nodejs_heap_size_used_bytes') ?? 0
+    assert.ok(heapUsed > 0 && heapUsed <= (value(families, 'nodejs_heap_size_total_bytes') ?? 0))
+    assert.ok((value(families, 'nodejs_external_memory_bytes') ?? 0) > 0)
     for (const name of ['sstream_proxy_prefetch_done_files', 'sstream_proxy_prefetch_planned_files', 'sstream_proxy_prefetch_done_bytes', 'sstream_proxy_prefetch_planned_bytes']) {
       assert.equal(families.get(name)?.type, 'gauge', name)
       assert.notEqual(value(families, name, { mirror: 'stable' }), undefined, name)
