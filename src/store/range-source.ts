@@ -137,14 +137,17 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
   }
 }
 
-/** Writes `chunks` in one go (corked: one writev) and resolves once the last is handed to the socket. */
+/**
+ * Writes `chunks` and resolves once the last is handed to the socket. An HTTP
+ * response corks its socket on a write until the next tick, so chunks
+ * written together leave as one writev; corking here as well measured half
+ * the throughput of a hit to one client, by deferring each write's callback.
+ */
 function write(response: Writable, chunks: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    response.cork()
     chunks.forEach((chunk, index) => {
       response.write(chunk, index < chunks.length - 1 ? undefined : (error) => (error ? reject(error) : resolve()))
     })
-    response.uncork()
   })
 }
 
