@@ -20,7 +20,7 @@ export interface MetadataFastPathDeps {
   log: Logger
 }
 
-/** Writes a document (or 304 when `ifNoneMatch` is its ETag); returns the status sent. */
+/** Writes a document (or 304 when `ifNoneMatch` names its ETag); returns the status sent. */
 export function writeDocument(response: ServerResponse, document: ServedDocument, method: string, ifNoneMatch: string | undefined): number {
   if (matchesEtag(ifNoneMatch, document.etag)) {
     const { 'content-length': _length, ...unsized } = document.headers
