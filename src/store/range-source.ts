@@ -68,7 +68,7 @@ export function fillRange(fill: Fill, committedPath: string, start = 0, end = fi
     // earlier: until then any byte passed on may be bad, and the transfer must fail.
     final: verified,
     changed: () => new Promise((resolve) => fill.once('progress', () => resolve())),
-    held: (position, end) => fill.held(position, end),
+    held: (position, until) => fill.held(position, until),
   }
 }
 
