@@ -47,6 +47,8 @@ export interface CoreOptions {
   prefetchRetryBaseMs?: number
   /** How long a crashed process's prefetch lease blocks other processes. */
   leaseTtlMs?: number
+  /** With no metadata held, how long after a failed fetch requests are answered 503 without asking upstream. */
+  metadataUnavailableRetryMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -77,7 +79,16 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
   mirrors = config.mirrors.map((mirror) =>
-    createMirror({ config: mirror, client, signingKey, dataDir: config.dataDir, metadataTtlSeconds: config.metadataTtl, log, isStored }),
+    createMirror({
+      config: mirror,
+      client,
+      signingKey,
+      dataDir: config.dataDir,
+      metadataTtlSeconds: config.metadataTtl,
+      log,
+      isStored,
+      unavailableRetryMs: options.metadataUnavailableRetryMs,
+    }),
   )
   await Promise.all(mirrors.map((mirror) => mirror.start()))
   const prefetcher = createPrefetcher({

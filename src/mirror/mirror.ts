@@ -30,6 +30,8 @@ export interface MirrorOptions {
   log: Logger
   /** Whether a file is stored, for `publish: "cached"`. */
   isStored?: (sha256: string) => boolean
+  /** With no metadata held, how long a failed fetch answers for requests before upstream is asked again; default 5 s. */
+  unavailableRetryMs?: number
 }
 
 export interface MirrorMetadataStatus {
@@ -68,6 +70,9 @@ export interface Mirror extends EventEmitter {
 
 // After a failed refresh, try again this soon rather than after a whole TTL.
 const RETRY_AFTER_FAILURE_MS = 60_000
+// With nothing to serve, every request would otherwise start a fetch of its
+// own: a down upstream would get one per MAAS request, each client waiting on it.
+const UNAVAILABLE_RETRY_MS = 5_000
 const KEY = 'publication'
 
 /** How to fix a missing stock keyring, for the log and /status. */
@@ -82,6 +87,10 @@ export function createMirror(options: MirrorOptions): Mirror {
   let upstream: UpstreamMetadata | undefined
   const status: MirrorMetadataStatus = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
   const isStored = options.isStored ?? (() => false)
+  const unavailableRetryMs = options.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS
+  /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
+  let unavailableSince = -Infinity
+  const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
   const build = (metadata: UpstreamMetadata) =>
     buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
   /** A pending version whose files are now all stored: the publication is out of date. */
@@ -124,6 +133,7 @@ export function createMirror(options: MirrorOptions): Mirror {
         fail((error as Error).message)
         fetchOptions.ttl = Math.min(ttlMs, RETRY_AFTER_FAILURE_MS)
         if (stale !== undefined) return stale
+        unavailableSince = performance.now()
         throw error
       }
     },
@@ -195,10 +205,11 @@ export function createMirror(options: MirrorOptions): Mirror {
     current: () => cache.get(KEY),
     served() {
       const publication = cache.get(KEY)
-      if (publication === undefined || cache.getRemainingTTL(KEY) <= 0) void cache.fetch(KEY).catch(() => undefined)
+      if (publication === undefined ? !recentlyUnavailable() : cache.getRemainingTTL(KEY) <= 0) void cache.fetch(KEY).catch(() => undefined)
       return publication
     },
     async publication() {
+      if (recentlyUnavailable()) return undefined
       return cache.fetch(KEY).catch(() => undefined)
     },
     async refresh() {

@@ -49,10 +49,13 @@ async function assertGood(h: Harness, file: TreeItem): Promise<void> {
   assert.ok((await storedBlobs(h.dataDir)).has(file.sha256))
 }
 
+// With no metadata held, a failed fetch answers for requests this long.
+const UNAVAILABLE_RETRY_MS = 1_000
+
 describe('upstream refuses connections', () => {
   let h: Harness
   before(async () => {
-    h = await startHarness()
+    h = await startHarness({ metadataUnavailableRetryMs: UNAVAILABLE_RETRY_MS })
   })
   after(() => h.close())
 
@@ -111,8 +114,33 @@ describe('upstream refuses connections', () => {
     } finally {
       await h.upstream.up()
     }
+    await sleep(UNAVAILABLE_RETRY_MS)
     assert.equal((await rawRequest(h.proxy.url, MIRROR_PATH + 'streams/v1/index.sjson')).status, 200)
     await assertGood(h, file)
+  })
+
+  test('no metadata and upstream failing: requests soon after a failed fetch get 503 without asking upstream again', async () => {
+    await h.stopProxy()
+    await rm(join(h.dataDir, 'metadata'), { recursive: true, force: true })
+    h.upstream.setFault('*', { kind: 'status', status: 502 })
+    try {
+      await h.restartProxy()
+      h.upstream.resetCounters()
+      for (let i = 0; i < 10; i++) {
+        const response = await rawRequest(h.proxy.url, MIRROR_PATH + INDEX)
+        assert.equal(response.status, 503)
+        assert.match(response.body.toString(), /metadata unavailable.*502/)
+      }
+      assert.equal(h.upstream.requestCount(INDEX), 0, 'upstream was asked again within the retry time')
+      await sleep(UNAVAILABLE_RETRY_MS)
+      assert.equal((await rawRequest(h.proxy.url, MIRROR_PATH + INDEX)).status, 503)
+      // One fetch, with the client's own retries of a 502.
+      assert.ok(h.upstream.requestCount(INDEX) > 0, 'upstream is asked again once the retry time has passed')
+    } finally {
+      h.upstream.setFault('*', undefined)
+    }
+    await sleep(UNAVAILABLE_RETRY_MS)
+    assert.equal((await rawRequest(h.proxy.url, MIRROR_PATH + INDEX)).status, 200)
   })
 })
 

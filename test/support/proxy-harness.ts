@@ -32,6 +32,7 @@ export interface HarnessOptions {
   dataDir?: string
   log?: Logger
   fillAttempts?: number
+  metadataUnavailableRetryMs?: number
 }
 
 export interface Harness {
@@ -85,6 +86,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       fillAttempts: options.fillAttempts ?? 2,
       fillRetryBaseMs: 20,
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
+      metadataUnavailableRetryMs: options.metadataUnavailableRetryMs,
     })
     // Tests count upstream requests: let the first metadata fetch finish before they start.
     await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))
