@@ -8,9 +8,13 @@
 
 import { open, type FileHandle } from 'node:fs/promises'
 import { Readable, type Writable } from 'node:stream'
+import { createBufferPool, type BufferPool } from './buffer-pool.js'
 import type { Fill } from './fill.js'
 
 export const READ_CHUNK_BYTES = 1024 * 1024
+
+/** The process's read buffers for `sendRange`: kept for up to 32 transfers between bursts (64 MiB). */
+const readBuffers = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 64 })
 
 export interface RangeSource {
   /** First byte, inclusive. */
@@ -91,13 +95,14 @@ async function nextStep(source: RangeSource, position: number): Promise<{ read: 
 /**
  * Writes the range into a Node response, then ends it. Bytes a fill still
  * holds in memory go out as they are; the rest is read with two 1 MiB
- * buffers, allocated on the first read and reused (one is read from disk
- * while the other is on the socket): a read stream would allocate a fresh
- * buffer per chunk, and that garbage costs a large share of the throughput.
+ * buffers from `pool`, taken on the first read and used in turn (one is read
+ * from disk while the other is on the socket): a read stream would allocate a
+ * fresh buffer per chunk, and that garbage costs a large share of the
+ * throughput. The buffers go back to the pool only once no write holds them.
  * Closes the file in every case; on a failure the response is destroyed, so
  * the client sees a broken transfer, never a complete one.
  */
-export async function sendRange(source: RangeSource, response: Writable, onBytes: (bytes: number) => void): Promise<void> {
+export async function sendRange(source: RangeSource, response: Writable, onBytes: (bytes: number) => void, pool: BufferPool = readBuffers): Promise<void> {
   let buffers: Buffer[] | undefined
   let handle: FileHandle | undefined
   let position = source.start
@@ -110,7 +115,7 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
       let chunks = step.held
       if (chunks === undefined) {
         handle ??= await source.open()
-        buffers ??= [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)]
+        buffers ??= [pool.take(), pool.take()]
         // This buffer's last write was awaited before the other buffer was written.
         const buffer = buffers[turn] as Buffer
         turn ^= 1
@@ -134,6 +139,11 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
     response.destroy()
   } finally {
     await handle?.close().catch(() => undefined)
+    if (buffers !== undefined) {
+      // A destroyed socket settles its pending write; until then the kernel may still copy from the buffer.
+      await writing?.catch(() => undefined)
+      for (const buffer of buffers) pool.give(buffer)
+    }
   }
 }
 

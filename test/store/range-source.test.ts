@@ -1,0 +1,106 @@
+/**
+ * sendRange over real sockets: a stored file on disk sent by a node:http
+ * server to real clients, with the read buffers shared through a pool.
+ * Reusing buffers must never let one transfer's bytes reach another client.
+ */
+
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createBufferPool } from '../../src/store/buffer-pool.js'
+import { READ_CHUNK_BYTES, sendRange, storedRange } from '../../src/store/range-source.js'
+import { rawRequest, sha256 } from '../support/http.js'
+
+// Files of different bytes and of sizes that are not whole chunks.
+const FILES = { a: 5 * READ_CHUNK_BYTES + 12_345, b: 3 * READ_CHUNK_BYTES + 1 }
+
+describe('sendRange with pooled read buffers', () => {
+  const pool = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 8 })
+  const contents = new Map<string, Buffer>()
+  let dir: string
+  let server: Server
+  let base: string
+  let sending = 0
+  let sent: Promise<void>[] = []
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sstream-range-'))
+    for (const [name, size] of Object.entries(FILES)) {
+      const bytes = randomBytes(size)
+      contents.set(name, bytes)
+      await writeFile(join(dir, name), bytes)
+    }
+    server = createServer((request, response) => {
+      const name = (request.url ?? '').slice(1)
+      const size = FILES[name as keyof typeof FILES]
+      void (async () => {
+        const handle = await open(join(dir, name), 'r')
+        response.writeHead(200, { 'content-length': String(size) })
+        sending++
+        const done = sendRange(storedRange(handle, 0, size - 1), response, () => undefined, pool).finally(() => sending--)
+        sent.push(done)
+      })()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  after(async () => {
+    await new Promise((resolve) => server.close(resolve))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  /** Resolves once every transfer started has given its buffers back. */
+  async function settled(): Promise<void> {
+    await Promise.all(sent)
+    sent = []
+    assert.equal(sending, 0)
+  }
+
+  test('clients fetching different files at once each get exactly their own bytes', async () => {
+    const names = ['a', 'b', 'a', 'b', 'a', 'b', 'a', 'b']
+    const responses = await Promise.all(names.map((name) => rawRequest(base, `/${name}`)))
+    for (const [at, response] of responses.entries()) {
+      const name = names[at] as string
+      assert.ok(response.complete, name)
+      assert.equal(sha256(response.body), sha256(contents.get(name) as Buffer), `client ${at} (${name}) got other bytes`)
+    }
+    await settled()
+  })
+
+  test('transfers one after another reuse the same two buffers', async () => {
+    await settled()
+    const before = pool.allocated
+    for (let i = 0; i < 5; i++) {
+      const response = await rawRequest(base, '/a')
+      assert.equal(sha256(response.body), sha256(contents.get('a') as Buffer))
+      await settled()
+    }
+    assert.ok(pool.allocated - before <= 2, `${pool.allocated - before} buffers allocated for 5 transfers in a row`)
+  })
+
+  test('a client that leaves mid-transfer gives its buffers back, and the others still get their own bytes', async () => {
+    await settled()
+    const [left, ...stayed] = await Promise.all([
+      rawRequest(base, '/a', { abortAfterBytes: READ_CHUNK_BYTES }),
+      rawRequest(base, '/b'),
+      rawRequest(base, '/a'),
+    ])
+    assert.equal(left?.complete, false)
+    for (const response of stayed) assert.ok(response.complete)
+    assert.equal(sha256(stayed[0]?.body as Buffer), sha256(contents.get('b') as Buffer))
+    assert.equal(sha256(stayed[1]?.body as Buffer), sha256(contents.get('a') as Buffer))
+    await settled()
+    const idle = pool.idle
+    assert.ok(idle >= 2, `only ${idle} buffers back in the pool`)
+    // The buffers the leaving client held are reused: the next transfers must still be exact.
+    const next = await Promise.all([rawRequest(base, '/b'), rawRequest(base, '/a')])
+    assert.equal(sha256(next[0]?.body as Buffer), sha256(contents.get('b') as Buffer))
+    assert.equal(sha256(next[1]?.body as Buffer), sha256(contents.get('a') as Buffer))
+    await settled()
+  })
+})
