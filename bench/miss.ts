@@ -59,7 +59,7 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
         ratio: throughputRatio,
         goal: '>= 0.95',
         met: throughputRatio >= 0.95,
-        details: { ...common, rounds: MISS_ROUNDS },
+        details: { ...common, rounds: MISS_ROUNDS, proxyRuns: proxied.map((transfer) => Math.round(mbps(transfer))).join(' '), directRuns: direct.map((transfer) => Math.round(mbps(transfer))).join(' ') },
       },
       {
         name: '3 miss time to first byte',
@@ -71,7 +71,7 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
         ratio: ttfbDelta,
         goal: '<= 50 ms',
         met: ttfbDelta <= 50,
-        details: { ...common, rounds: MISS_ROUNDS },
+        details: { ...common, rounds: MISS_ROUNDS, proxyRuns: proxied.map((transfer) => transfer.ttfbMs.toFixed(1)).join(' '), directRuns: direct.map((transfer) => transfer.ttfbMs.toFixed(1)).join(' ') },
       },
       coalescingRow(`${UPSTREAM_RATE / 1e6} MB/s`, fast, common),
       {

@@ -13,7 +13,7 @@ import type { Fill } from './fill.js'
 
 export const READ_CHUNK_BYTES = 1024 * 1024
 
-/** The process's read buffers for `sendRange`: kept for up to 32 transfers between bursts (64 MiB). */
+/** The process's read buffers for `sendRange`: enough for 32 transfers are kept between bursts (64 MiB). */
 const readBuffers = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 64 })
 
 export interface RangeSource {
