@@ -148,15 +148,28 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
 }
 
 /**
- * Writes `chunks` and resolves once the last is handed to the socket. An HTTP
- * response corks its socket on a write until the next tick, so chunks
- * written together leave as one writev; corking here as well measured half
- * the throughput of a hit to one client, by deferring each write's callback.
+ * Writes `chunks` and resolves once the last is handed to the socket, or
+ * rejects when the response closes first. An HTTP response drops a write,
+ * callback and all, when its socket is already destroyed but has not yet
+ * emitted 'close' (a client that just left): without the 'close' listener
+ * such a write never settles and the sender, its file and its buffers hang
+ * until garbage collection. An HTTP response corks its socket on a write
+ * until the next tick, so chunks written together leave as one writev;
+ * corking here as well measured half the throughput of a hit to one client,
+ * by deferring each write's callback.
  */
 function write(response: Writable, chunks: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (response.destroyed) return reject(new Error('response closed'))
+    const closed = () => reject(new Error('response closed'))
+    response.once('close', closed)
     chunks.forEach((chunk, index) => {
-      response.write(chunk, index < chunks.length - 1 ? undefined : (error) => (error ? reject(error) : resolve()))
+      const last = index === chunks.length - 1
+      response.write(chunk, !last ? undefined : (error) => {
+        response.off('close', closed)
+        if (error) reject(error)
+        else resolve()
+      })
     })
   })
 }

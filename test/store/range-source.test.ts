@@ -7,13 +7,13 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createBufferPool } from '../../src/store/buffer-pool.js'
-import { READ_CHUNK_BYTES, sendRange, storedRange } from '../../src/store/range-source.js'
+import { READ_CHUNK_BYTES, sendRange, storedRange, type RangeSource } from '../../src/store/range-source.js'
 import { rawRequest, sha256 } from '../support/http.js'
 
 // Files of different bytes and of sizes that are not whole chunks.
@@ -102,5 +102,45 @@ describe('sendRange with pooled read buffers', () => {
     assert.equal(sha256(next[0]?.body as Buffer), sha256(contents.get('b') as Buffer))
     assert.equal(sha256(next[1]?.body as Buffer), sha256(contents.get('a') as Buffer))
     await settled()
+  })
+})
+
+describe('sendRange to a client that has just left', () => {
+  test('a write made after the socket is destroyed, before it has closed, still ends the transfer', async () => {
+    // A fill's bytes held in memory: written in the same tick they become available, with no disk read between.
+    const bytes = randomBytes(3 * READ_CHUNK_BYTES)
+    let available = READ_CHUNK_BYTES
+    let grow = () => undefined as void
+    const source: RangeSource = {
+      start: 0,
+      end: bytes.length - 1,
+      open: () => Promise.reject(new Error('held bytes need no file')),
+      available: () => available,
+      final: () => available === bytes.length,
+      changed: () => new Promise<void>((resolve) => (grow = resolve)),
+      held: (position, end) => [bytes.subarray(position, end)],
+    }
+    let response: ServerResponse | undefined
+    let sending: Promise<void> | undefined
+    const server = createServer((_request, res) => {
+      response = res
+      res.writeHead(200, { 'content-length': String(bytes.length) })
+      sending = sendRange(source, res, () => undefined, createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 2 }))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as AddressInfo).port
+      const client = await rawRequest(`http://127.0.0.1:${port}`, '/', { abortAfterBytes: READ_CHUNK_BYTES })
+      assert.equal(client.complete, false)
+      // The socket is destroyed now but emits 'close' only later; the next bytes are written in between.
+      response?.socket?.destroy()
+      available = bytes.length
+      grow()
+      const outcome = await Promise.race([sending?.then(() => 'settled'), new Promise((resolve) => setTimeout(resolve, 3_000, 'hung'))])
+      assert.equal(outcome, 'settled', 'the sender still waits for a write that was dropped')
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })

@@ -78,6 +78,9 @@ export async function runLoadScenario(options: ScenarioOptions): Promise<Scenari
       const afterSettle = await sampleProcess(proxy.pid)
       const exit = await proxy.stop('SIGTERM')
       if (exit.code !== 0) throw new Error(`proxy exited ${exit.code ?? exit.signal}: ${exit.stderr}`)
+      // The proxy logs to stdout; on stderr Node reports what the proxy got wrong,
+      // such as a file handle nobody closed, which the garbage collector closed instead.
+      if (exit.stderr.trim() !== '') throw new Error(`the proxy wrote to stderr under load:\n${exit.stderr.trim()}`)
       return { files: paths.length, treeBytes, load, before, afterLoad, afterSettle, samples }
     } finally {
       await proxy.stop('SIGKILL')
