@@ -129,6 +129,8 @@ export interface RunningProxy {
 
 export interface StartProxyOptions extends CoreOptions {
   version: string
+  /** How long a file download may take no bytes before it is cut; default 120 s. */
+  sendStallTimeoutMs?: number
 }
 
 export async function startProxy(config: Config, options: StartProxyOptions): Promise<RunningProxy> {
@@ -143,6 +145,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     traffic: core.traffic,
     log: core.log,
     prefetchStatus: (mirror) => core.prefetcher.status(mirror),
+    sendStallTimeoutMs: options.sendStallTimeoutMs,
   })
   // Node enforces headersTimeout only when it checks its connections, every
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.

@@ -41,7 +41,18 @@ export interface AppDeps {
   traffic: Traffic
   log: Logger
   prefetchStatus?: StatusDeps['prefetchStatus']
+  /** How long a file download may take no bytes before it is cut; default 120 s. */
+  sendStallTimeoutMs?: number
 }
+
+/**
+ * A client that takes no bytes for this long is cut, as nginx's `send_timeout`
+ * does (60 s there). Otherwise a reader that stopped (a hung machine whose TCP
+ * stack still answers) holds its socket, its file and 2 MiB of read buffers
+ * for good. Generous, because a write counts as done only once the client has
+ * taken a whole 1 MiB chunk: a client reading 9 KB/s or more is never cut.
+ */
+const SEND_STALL_TIMEOUT_MS = 120_000
 
 type Env = { Bindings: Partial<HttpBindings>; Variables: { route: string; cache: 'hit' | 'miss' | undefined; bytes: number | undefined } }
 
@@ -194,6 +205,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (answer.cache === 'miss') outgoing.flushHeaders()
     // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
     outgoing.once('close', () => c.set('bytes', bytes))
+    const stallMs = deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS
+    // Node's socket timeout: no bytes read or written for stallMs. Keep-alive resets it once the response ends.
+    outgoing.setTimeout(stallMs, () => {
+      log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 })
+      outgoing.destroy()
+    })
     void sendRange(source, outgoing, count)
     return RESPONSE_ALREADY_SENT
   }

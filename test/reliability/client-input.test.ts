@@ -1,7 +1,8 @@
 /**
  * Bad input from clients that test/server/proxy.test.ts does not already
  * cover: huge request lines and headers, malformed Range headers, unusual
- * methods, slowloris clients and a thousand idle connections. The proxy
+ * methods, slowloris clients, a thousand idle connections and clients that
+ * stop reading a download. The proxy
  * answers each with the right status or closes the connection, keeps serving
  * everyone else, stays within bounded memory, and touches no file outside
  * its dataDir.
@@ -14,6 +15,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createLogger } from '../../src/log/logger.js'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import type { TreeItem } from '../support/upstream-tree.js'
@@ -222,5 +224,66 @@ describe('bad client input', () => {
     const after = await stat(sentinel)
     assert.equal(after.mtimeMs, before.mtimeMs)
     assert.equal(await readFile(sentinel, 'utf8'), 'must stay untouched\n')
+  })
+})
+
+describe('a client that stops reading a download', () => {
+  const STALL_MS = 1_000
+  // Bigger than loopback's socket buffers on both sides, so a client that reads nothing stalls the proxy's writes.
+  const SIZE = 24 * 1024 * 1024
+  const lines: string[] = []
+  let h: Harness
+  let image: TreeItem
+  before(async () => {
+    h = await startHarness({
+      tree: { releases: [{ release: 'noble', version: '24.04' }], arches: ['amd64'], versions: [NEWEST], sizes: { squashfs: SIZE } },
+      log: createLogger({ json: true, write: (line) => lines.push(line) }),
+      sendStallTimeoutMs: STALL_MS,
+    })
+    image = item(h, (i) => i.ftype === 'squashfs')
+    assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + image.path)).body), image.sha256)
+  })
+  after(() => h.close())
+
+  /** Requests the image on a raw connection; `read` decides when the client takes what has arrived. */
+  function download(read: (socket: net.Socket) => void): Promise<{ bytes: number }> {
+    const { hostname, port } = new URL(h.proxy.url)
+    return new Promise((resolve) => {
+      let bytes = 0
+      const socket = net.connect(Number(port), hostname, () => {
+        socket.write(`GET ${MIRROR_PATH}${image.path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+        read(socket)
+      })
+      socket.on('data', (chunk: Buffer) => (bytes += chunk.length))
+      socket.on('error', () => undefined)
+      socket.on('close', () => resolve({ bytes }))
+    })
+  }
+
+  test('is cut once it has taken nothing for the stall timeout, with a warning naming the file', async () => {
+    // A paused client sees the end of the connection only once it reads again: it resumes well after the timeout.
+    const stalled = await download((socket) => {
+      socket.pause()
+      setTimeout(() => socket.resume(), STALL_MS + 1_500)
+    })
+    assert.ok(stalled.bytes < SIZE, `the client got all ${SIZE} bytes: the proxy waited for it instead of cutting it`)
+    const warning = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => entry.message === 'client stopped reading')
+    assert.equal(warning?.path, MIRROR_PATH + image.path)
+    const served = await rawRequest(h.proxy.url, MIRROR_PATH + image.path)
+    assert.equal(sha256(served.body), image.sha256)
+  })
+
+  test('a client that reads in bursts with pauses shorter than the stall timeout gets the whole file', async () => {
+    let timer: NodeJS.Timeout | undefined
+    const bursty = await download((socket) => {
+      socket.pause()
+      timer = setInterval(() => {
+        socket.resume()
+        setTimeout(() => socket.pause(), 20)
+      }, STALL_MS * 0.6)
+    })
+    clearInterval(timer)
+    // Headers included, hence at least the body's size.
+    assert.ok(bursty.bytes >= SIZE, `the client got ${bursty.bytes} of ${SIZE} bytes before the proxy closed`)
   })
 })

@@ -33,6 +33,7 @@ export interface HarnessOptions {
   log?: Logger
   fillAttempts?: number
   metadataUnavailableRetryMs?: number
+  sendStallTimeoutMs?: number
 }
 
 export interface Harness {
@@ -87,6 +88,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       fillRetryBaseMs: 20,
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
       metadataUnavailableRetryMs: options.metadataUnavailableRetryMs,
+      sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
     // Tests count upstream requests: let the first metadata fetch finish before they start.
     await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))
