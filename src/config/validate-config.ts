@@ -39,6 +39,8 @@ const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish
 const SELECTION_KEYS = ['filters', 'max']
 const METADATA_MODES = ['filtered', 'upstream'] as const
 const PUBLISH_MODES = ['selected', 'cached'] as const
+// Node's timers hold at most 2^31 - 1 ms (24.8 days).
+const MAX_DURATION_SECONDS = 24 * 86_400
 
 /** Routes of the proxy itself, which no mirror path may shadow. */
 export const RESERVED_ROUTES = ['/status', '/metrics', '/keyring.gpg', '/keyring.asc']
@@ -265,7 +267,11 @@ class Checker {
     return value as T
   }
 
-  /** Every configured duration is at least a second: shorter would hammer upstream. */
+  /**
+   * Every configured duration is at least a second (shorter would hammer
+   * upstream) and at most 24 days: Node runs a longer timer after 1 ms, which
+   * would start prefetch passes back to back.
+   */
   duration(value: unknown, key: string): number {
     let seconds: number
     try {
@@ -278,6 +284,9 @@ class Checker {
     }
     if (seconds < 1) {
       this.fail(key, `${describeValue(value)} is too short (at least 1s)`)
+    }
+    if (seconds > MAX_DURATION_SECONDS) {
+      this.fail(key, `${describeValue(value)} is too long (at most 24d)`)
     }
     return seconds
   }

@@ -115,6 +115,8 @@ describe('validateConfig rejections name the key', () => {
     ['an empty signingKey', { signingKey: '', mirrors: [mirror()] }, 'config.json: signingKey: expected a non-empty string, got ""'],
     ['a bad metadataTtl unit', { metadataTtl: '10x', mirrors: [mirror()] }, 'config.json: metadataTtl: "10x" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['a metadataTtl under a second', { metadataTtl: 0.5, mirrors: [mirror()] }, 'config.json: metadataTtl: 0.5 is too short (at least 1s)'],
+    ['a prefetch interval too long for a timer', { prefetch: { interval: '30d' }, mirrors: [mirror()] }, 'config.json: prefetch.interval: "30d" is too long (at most 24d)'],
+    ['a metadataTtl too long for a timer', { metadataTtl: 1e308, mirrors: [mirror()] }, 'config.json: metadataTtl: 1e+308 is too long (at most 24d)'],
     ['a zero metadataTtl', { metadataTtl: 0, mirrors: [mirror()] }, 'config.json: metadataTtl: 0 is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['a bad prefetch interval', { prefetch: { interval: '1 hour' }, mirrors: [mirror()] }, 'config.json: prefetch.interval: "1 hour" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
