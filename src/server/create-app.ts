@@ -51,6 +51,7 @@ export interface AppDeps {
  * stack still answers) holds its socket, its file and 2 MiB of read buffers
  * for good. Generous, because a write counts as done only once the client has
  * taken a whole 1 MiB chunk: a client reading 9 KB/s or more is never cut.
+ * Time spent waiting for a fill does not count.
  */
 const SEND_STALL_TIMEOUT_MS = 120_000
 
@@ -205,13 +206,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (answer.cache === 'miss') outgoing.flushHeaders()
     // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
     outgoing.once('close', () => c.set('bytes', bytes))
+    // A pipelined response learns that its client left only from the connection.
+    const connection = c.env?.incoming?.socket
+    const left = new AbortController()
+    const onLeft = () => left.abort()
+    if (connection?.destroyed === true) left.abort()
+    else connection?.once('close', onLeft)
     const stallMs = deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS
-    // Node's socket timeout: no bytes read or written for stallMs. Keep-alive resets it once the response ends.
-    outgoing.setTimeout(stallMs, () => {
-      log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 })
-      outgoing.destroy()
-    })
-    void sendRange(source, outgoing, count)
+    void sendRange(source, outgoing, {
+      onBytes: count,
+      signal: left.signal,
+      stallMs,
+      onStall: () => log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 }),
+    }).finally(() => connection?.off('close', onLeft))
     return RESPONSE_ALREADY_SENT
   }
 

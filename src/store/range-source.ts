@@ -7,7 +7,8 @@
  */
 
 import { open, type FileHandle } from 'node:fs/promises'
-import { Readable, type Writable } from 'node:stream'
+import type { ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
 import { createBufferPool, type BufferPool } from './buffer-pool.js'
 import type { Fill } from './fill.js'
 
@@ -66,7 +67,12 @@ export function fillRange(fill: Fill, committedPath: string, start = 0, end = fi
     available() {
       if (fill.state === 'failed') throw fill.error ?? new Error(`${fill.target.path}: fill failed`)
       // Nothing is readable before the temp file exists.
-      return fill.tempPath === undefined && fill.state === 'filling' ? start : Math.min(fill.releasable, end + 1)
+      if (fill.tempPath === undefined && fill.state === 'filling') return start
+      // The range's own last byte waits for the whole file's verification: a
+      // client has a complete response once it holds every byte its
+      // Content-Length promised, so a range ending before the file's end would
+      // otherwise complete with bytes that may yet fail the sha256.
+      return verified() ? end + 1 : Math.min(fill.releasable, end)
     },
     // A body ends only once the whole file is verified, even when its range ended
     // earlier: until then any byte passed on may be bad, and the transfer must fail.
@@ -92,24 +98,42 @@ async function nextStep(source: RangeSource, position: number): Promise<{ read: 
   }
 }
 
+export interface SendRangeOptions {
+  /** Called with the size of each write as it is made. */
+  onBytes(bytes: number): void
+  /** Read buffers; default the process's shared pool. */
+  pool?: BufferPool
+  /**
+   * Ends the transfer when aborted: the connection closed. A pipelined
+   * response has no socket until the one before it ends, and when its client
+   * leaves first Node neither closes it nor settles its writes.
+   */
+  signal?: AbortSignal
+  /** How long one write may wait for the client to take its bytes before the transfer is cut. */
+  stallMs?: number
+  /** Called when a write has waited `stallMs`, before the transfer is cut. */
+  onStall?(): void
+}
+
 /**
  * Writes the range into a Node response, then ends it. Bytes a fill still
  * holds in memory go out as they are; the rest is read with two 1 MiB
- * buffers from `pool`, taken on the first read and used in turn (one is read
- * from disk while the other is on the socket): a read stream would allocate a
- * fresh buffer per chunk, and that garbage costs a large share of the
- * throughput. The buffers go back to the pool only once no write holds them.
- * Closes the file in every case; on a failure the response is destroyed, so
- * the client sees a broken transfer, never a complete one.
+ * buffers from the pool, taken on the first read and used in turn (one is
+ * read from disk while the other is on the socket): a read stream would
+ * allocate a fresh buffer per chunk, and that garbage costs a large share of
+ * the throughput. The buffers go back to the pool only once no write holds
+ * them. Closes the file in every case; on a failure the response is
+ * destroyed, so the client sees a broken transfer, never a complete one.
  */
-export async function sendRange(source: RangeSource, response: Writable, onBytes: (bytes: number) => void, pool: BufferPool = readBuffers): Promise<void> {
+export async function sendRange(source: RangeSource, response: ServerResponse, options: SendRangeOptions): Promise<void> {
+  const pool = options.pool ?? readBuffers
   let buffers: Buffer[] | undefined
   let handle: FileHandle | undefined
   let position = source.start
   let writing: Promise<void> | undefined
   let turn = 0
   try {
-    while (!response.destroyed) {
+    while (!response.destroyed && options.signal?.aborted !== true) {
       const step = await nextStep(source, position)
       if (step === 'done') break
       let chunks = step.held
@@ -126,13 +150,14 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
       const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
       position += bytes
       await writing
-      writing = write(response, chunks)
+      writing = write(response, chunks, options)
       // Awaited on the next turn; if the loop stops first, its failure is the client's leaving.
       writing.catch(() => undefined)
-      onBytes(bytes)
+      options.onBytes(bytes)
     }
     await writing
-    if (!response.destroyed) response.end()
+    if (!response.destroyed && options.signal?.aborted !== true) response.end()
+    else response.destroy()
   } catch {
     // A broken connection is how the client learns the body failed (a fill
     // that failed verification, a file that could not be read).
@@ -148,28 +173,48 @@ export async function sendRange(source: RangeSource, response: Writable, onBytes
 }
 
 /**
- * Writes `chunks` and resolves once the last is handed to the socket, or
- * rejects when the response closes first. An HTTP response drops a write,
- * callback and all, when its socket is already destroyed but has not yet
- * emitted 'close' (a client that just left): without the 'close' listener
- * such a write never settles and the sender, its file and its buffers hang
- * until garbage collection. An HTTP response corks its socket on a write
- * until the next tick, so chunks written together leave as one writev;
- * corking here as well measured half the throughput of a hit to one client,
- * by deferring each write's callback.
+ * Writes `chunks` and resolves once the last is handed to the socket. It
+ * rejects instead when the response closes or `signal` aborts first (an HTTP
+ * response drops a write, callback and all, when its socket is destroyed but
+ * has not yet emitted 'close'), or when the client has taken nothing for
+ * `stallMs`. The stall clock runs only while a write waits on a socket: not
+ * while the sender waits for a fill, nor while a pipelined response waits for
+ * the one before it. An HTTP response corks its socket on a write until the
+ * next tick, so chunks written together leave as one writev; corking here as
+ * well measured half the throughput of a hit to one client, by deferring each
+ * write's callback.
  */
-function write(response: Writable, chunks: Buffer[]): Promise<void> {
+function write(response: ServerResponse, chunks: Buffer[], options: SendRangeOptions): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (response.destroyed) return reject(new Error('response closed'))
-    const closed = () => reject(new Error('response closed'))
+    const { signal, stallMs } = options
+    if (response.destroyed || signal?.aborted === true) return reject(new Error('response closed'))
+    let stall: NodeJS.Timeout | undefined
+    let settled = false
+    const settle = (error?: Error | null) => {
+      if (settled) return
+      settled = true
+      clearTimeout(stall)
+      response.off('socket', startStallClock)
+      response.off('close', closed)
+      signal?.removeEventListener('abort', closed)
+      if (error) reject(error)
+      else resolve()
+    }
+    const closed = () => settle(new Error('response closed'))
     response.once('close', closed)
+    signal?.addEventListener('abort', closed, { once: true })
+    const startStallClock = () => {
+      if (settled || stallMs === undefined) return
+      stall = setTimeout(() => {
+        options.onStall?.()
+        response.destroy()
+        settle(new Error(`the client took nothing for ${stallMs} ms`))
+      }, stallMs)
+    }
+    if (response.socket !== null) startStallClock()
+    else response.once('socket', startStallClock)
     chunks.forEach((chunk, index) => {
-      const last = index === chunks.length - 1
-      response.write(chunk, !last ? undefined : (error) => {
-        response.off('close', closed)
-        if (error) reject(error)
-        else resolve()
-      })
+      response.write(chunk, index < chunks.length - 1 ? undefined : settle)
     })
   })
 }

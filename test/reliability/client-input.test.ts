@@ -11,7 +11,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -227,6 +227,12 @@ describe('bad client input', () => {
   })
 })
 
+/** How many of this process's file descriptors are open on `path` (the proxy runs in the test's process). */
+async function openFdsOn(path: string): Promise<number> {
+  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
+  return targets.filter((target) => target === path).length
+}
+
 describe('a client that stops reading a download', () => {
   const STALL_MS = 1_000
   // Bigger than loopback's socket buffers on both sides, so a client that reads nothing stalls the proxy's writes.
@@ -271,6 +277,54 @@ describe('a client that stops reading a download', () => {
     assert.equal(warning?.path, MIRROR_PATH + image.path)
     const served = await rawRequest(h.proxy.url, MIRROR_PATH + image.path)
     assert.equal(sha256(served.body), image.sha256)
+  })
+
+  test('time spent waiting for the fill to reach a Range does not count as a stall', async () => {
+    await evict(h, image)
+    // The fill needs about 2 s to reach the range, twice the stall timeout.
+    h.upstream.setDefaultRate(8 * 1024 * 1024)
+    const before = lines.length
+    try {
+      const start = 16 * 1024 * 1024
+      const response = await rawRequest(h.proxy.url, MIRROR_PATH + image.path, { headers: { range: `bytes=${start}-` } })
+      assert.equal(response.status, 206)
+      assert.ok(response.complete, 'the client was cut while it waited for the fill')
+      assert.deepEqual(response.body, h.tree.files.get(image.path)?.subarray(start))
+      assert.ok(!lines.slice(before).some((line) => line.includes('client stopped reading')))
+    } finally {
+      h.upstream.setDefaultRate(undefined)
+    }
+  })
+
+  test('a pipelined download whose client leaves before its turn closes its file', async () => {
+    const kernel = item(h, (i) => i.item === 'boot-kernel')
+    assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + kernel.path)).body), kernel.sha256)
+    const blob = h.proxy.core.store.blobs.blobPath(kernel.sha256)
+    await evict(h, image)
+    // The first response is a slow miss; the second, a hit, waits behind it in Node's queue with no socket.
+    h.upstream.setDefaultRate(1024 * 1024)
+    const warnings: string[] = []
+    const onWarning = (warning: Error) => warnings.push(warning.message)
+    process.on('warning', onWarning)
+    try {
+      const { hostname, port } = new URL(h.proxy.url)
+      const socket = net.connect(Number(port), hostname)
+      await new Promise((resolve) => socket.once('connect', resolve))
+      const get = (path: string) => `GET ${MIRROR_PATH}${path} HTTP/1.1\r\nHost: x\r\n\r\n`
+      socket.write(get(image.path) + get(kernel.path))
+      socket.on('data', () => undefined)
+      await sleep(300)
+      assert.equal(await openFdsOn(blob), 1, 'the queued hit has opened its file')
+      socket.destroy()
+      const deadline = Date.now() + 1_000
+      while ((await openFdsOn(blob)) > 0 && Date.now() < deadline) await sleep(50)
+      assert.equal(await openFdsOn(blob), 0, 'the proxy still holds the stored file open')
+      // Closed by the sender, not by the garbage collector on a handle left behind.
+      assert.deepEqual(warnings, [])
+    } finally {
+      process.off('warning', onWarning)
+      h.upstream.setDefaultRate(undefined)
+    }
   })
 
   test('a client that reads in bursts with pauses shorter than the stall timeout gets the whole file', async () => {

@@ -151,6 +151,27 @@ describe('upstream answers a miss badly', () => {
   })
   after(() => h.close())
 
+  test('a Range inside a cold file whose body fails verification never completes, though all its own bytes arrived', async () => {
+    const file = await evict(h, kernel(h))
+    // Corrupt inside the range: its bytes are wrong, and the sha256 of the whole file fails.
+    h.upstream.setFault(file.path, { kind: 'corrupt', offset: 15 })
+    // Slow enough that the range's bytes arrive long before the whole file can be checked.
+    h.upstream.setDefaultRate(2048)
+    let broken
+    try {
+      broken = await rawRequest(h.proxy.url, MIRROR_PATH + file.path, { headers: { range: 'bytes=10-19' } })
+    } finally {
+      h.upstream.setDefaultRate(undefined)
+    }
+    assert.equal(broken.complete, false, 'a client holding every byte of its Content-Length has a complete response')
+    await assertNotStored(h, file)
+    h.upstream.setFault(file.path, undefined)
+    const good = await rawRequest(h.proxy.url, MIRROR_PATH + file.path, { headers: { range: 'bytes=10-19' } })
+    assert.equal(good.status, 206)
+    assert.ok(good.complete)
+    assert.deepEqual(good.body, h.tree.files.get(file.path)?.subarray(10, 20))
+  })
+
   test('404 for a file the metadata names: 503 naming the 404, nothing stored, the next good request works', async () => {
     const file = await evict(h, kernel(h))
     h.upstream.setFault(file.path, { kind: 'status', status: 404 })

@@ -42,7 +42,7 @@ describe('sendRange with pooled read buffers', () => {
         const handle = await open(join(dir, name), 'r')
         response.writeHead(200, { 'content-length': String(size) })
         sending++
-        const done = sendRange(storedRange(handle, 0, size - 1), response, () => undefined, pool).finally(() => sending--)
+        const done = sendRange(storedRange(handle, 0, size - 1), response, { onBytes: () => undefined, pool }).finally(() => sending--)
         sent.push(done)
       })()
     })
@@ -125,7 +125,7 @@ describe('sendRange to a client that has just left', () => {
     const server = createServer((_request, res) => {
       response = res
       res.writeHead(200, { 'content-length': String(bytes.length) })
-      sending = sendRange(source, res, () => undefined, createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 2 }))
+      sending = sendRange(source, res, { onBytes: () => undefined, pool: createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 2 }) })
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     try {
