@@ -68,6 +68,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       log.info('stored', { path: fill.target.path, bytes: fill.target.size, ms: Date.now() - fill.startedAt })
       for (const mirror of mirrors) void mirror.fileStored(fill.target.sha256)
     },
+    onError: (message) => log.warn('store', { error: message }),
     onFailed: (fill, error) => {
       if (error instanceof VerificationError) traffic.verificationFailures++
       else traffic.upstreamErrors++

@@ -76,7 +76,7 @@ const HISTORY_SHOWN = 5
 
 export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
   const { store, client, settings, log } = options
-  const leases = createLeases(store.db, { ttlMs: options.leaseTtlMs })
+  const leases = createLeases(store.db, { ttlMs: options.leaseTtlMs, onError: (message) => log.warn('prefetch lease', { error: message }) })
   const history = createPassHistory(store.db)
   const running = new Map<string, Running>()
   const rerun = new Set<string>()

@@ -46,6 +46,10 @@ export interface FileIndex {
   delete(sha256: string): void
   /** Counts a hit; written to the database by `flush`. */
   recordHit(sha256: string): void
+  /**
+   * Writes the counted hits. When the write fails (a busy, read-only or
+   * failing database) it throws and keeps the counts for the next flush.
+   */
   flush(): void
   all(): StoredFile[]
   totals(): FileTotals
@@ -90,9 +94,11 @@ export function createFileIndex(db: SqliteDatabase, now: () => number = Date.now
     },
     flush() {
       if (pendingHits.size === 0) return
-      const entries = [...pendingHits]
+      // Forgotten only once written, so a failed write leaves them for the next
+      // flush. The write is synchronous and rolls back as a whole when it
+      // throws: no hit can be counted in between, nor any written twice.
+      writeHits([...pendingHits])
       pendingHits.clear()
-      writeHits(entries)
     },
     all() {
       return selectAll.all().map(toStoredFile)

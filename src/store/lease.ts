@@ -19,6 +19,7 @@ export interface Lease {
   readonly name: string
   /** False once the lease was released, or found taken over after a long stall. */
   readonly held: boolean
+  /** Gives the lease up; never throws, as a lease that could not be removed lapses by itself. */
   release(): void
 }
 
@@ -36,6 +37,8 @@ export interface Leases {
 export interface LeaseOptions {
   ttlMs?: number
   now?: () => number
+  /** Hears of a renewal or release that failed; defaults to a line on stderr. */
+  onError?: (message: string) => void
 }
 
 const DEFAULT_TTL_MS = 30_000
@@ -43,6 +46,7 @@ const DEFAULT_TTL_MS = 30_000
 export function createLeases(db: SqliteDatabase, options: LeaseOptions = {}): Leases {
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS
   const now = options.now ?? Date.now
+  const onError = options.onError ?? ((message) => process.stderr.write(`sstream-proxy: ${message}\n`))
   const select = db.prepare<[string], { owner: string; expires_at: number }>('SELECT owner, expires_at FROM leases WHERE name = ?')
   const upsert = db.prepare(
     `INSERT INTO leases (name, owner, expires_at) VALUES (@name, @owner, @expiresAt)
@@ -63,14 +67,20 @@ export function createLeases(db: SqliteDatabase, options: LeaseOptions = {}): Le
       const owner = `${hostname()}:${process.pid}:${randomUUID()}`
       if (!(take.immediate(name, owner) as boolean)) return undefined
       let held = true
+      const renewEveryMs = ttlMs / 3
       const timer = setInterval(() => {
+        // A closed database: the process is shutting down and the lease goes with it.
+        if (!db.open) return stop()
         try {
           if (renew.run({ name, owner, expiresAt: now() + ttlMs }).changes === 0) stop()
-        } catch {
-          // A closed database: the process is shutting down and the lease goes with it.
-          stop()
+        } catch (error) {
+          // Another connection holding the write lock past the busy timeout, or
+          // a read-only or failing disk. The lease is still ours until it
+          // expires, and what it protects (this process's temp files, a running
+          // pass) is lost to whoever takes it over then, so keep trying.
+          onError(`lease ${name} not renewed, retrying in ${renewEveryMs} ms: ${messageOf(error)}`)
         }
-      }, ttlMs / 3)
+      }, renewEveryMs)
       timer.unref()
       function stop() {
         held = false
@@ -84,7 +94,13 @@ export function createLeases(db: SqliteDatabase, options: LeaseOptions = {}): Le
         release() {
           if (!held) return
           stop()
-          remove.run(name, owner)
+          if (!db.open) return
+          try {
+            remove.run(name, owner)
+          } catch (error) {
+            // Not worth failing a shutdown or a finished pass over: the lease lapses on its own.
+            onError(`lease ${name} not released, it lapses within ${ttlMs} ms: ${messageOf(error)}`)
+          }
         },
       }
     },
@@ -94,3 +110,5 @@ export function createLeases(db: SqliteDatabase, options: LeaseOptions = {}): Le
     },
   }
 }
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))

@@ -20,6 +20,14 @@ export interface StoreOptions extends FillEvents {
   /** Upstream attempts per fill. */
   fillAttempts?: number
   fillRetryBaseMs?: number
+  /** How often counted hits are written to the index. */
+  hitFlushIntervalMs?: number
+  /**
+   * Hears of background writes that failed and that the store outlives: hit
+   * counts kept for a later flush, a lease renewal to retry. Repeats of one
+   * message come at most once a minute. Defaults to a line on stderr.
+   */
+  onError?: (message: string) => void
 }
 
 export interface StartupReport {
@@ -45,13 +53,18 @@ export interface Store {
 }
 
 const HIT_FLUSH_INTERVAL_MS = 5_000
+const REPEATED_ERROR_QUIET_MS = 60_000
 
 export async function openStore(options: StoreOptions): Promise<Store> {
   const { dataDir } = options
+  const reportError = withoutRepeats(
+    options.onError ?? ((message) => process.stderr.write(`sstream-proxy: ${message}\n`)),
+    REPEATED_ERROR_QUIET_MS,
+  )
   await mkdir(dataDir, { recursive: true })
   const db = openDatabase(join(dataDir, 'index.sqlite'))
   const index = createFileIndex(db)
-  const leases = createLeases(db)
+  const leases = createLeases(db, { onError: reportError })
   // This process's temp folder lives as long as its lease: other processes
   // sharing the dataDir leave it alone, and clean it up once the lease lapses.
   const tempOwner = randomUUID()
@@ -59,7 +72,16 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const blobs = createBlobStore(dataDir, tempOwner)
   const fills = createFillCoordinator({ ...options, blobs, index, attempts: options.fillAttempts, retryBaseMs: options.fillRetryBaseMs })
   const startup = await reconcile(index, blobs, db, (owner) => owner !== tempOwner && holderAlive(leases.holder(`tmp:${owner}`)?.owner))
-  const flushTimer = setInterval(() => index.flush(), HIT_FLUSH_INTERVAL_MS)
+  // Another process holding the write lock past the busy timeout, or a disk
+  // gone read-only, must cost a report and a late count, not the process.
+  const flushHits = (onFailure: string) => {
+    try {
+      index.flush()
+    } catch (error) {
+      reportError(`${onFailure}: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+  const flushTimer = setInterval(() => flushHits('hit counts not written, kept for the next flush'), options.hitFlushIntervalMs ?? HIT_FLUSH_INTERVAL_MS)
   flushTimer.unref()
 
   return {
@@ -82,10 +104,32 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     async close() {
       clearInterval(flushTimer)
       await fills.abortAll('shutting down')
-      index.flush()
+      flushHits('hit counts not written before closing, dropped')
       tempLease?.release()
       db.close()
     },
+  }
+}
+
+/**
+ * Passes a message on unless the same one was passed on less than `quietMs`
+ * ago; the next one passed on says how many were held back meanwhile. A
+ * locked or read-only database fails every flush and every renewal alike, and
+ * one line a minute says as much as one every few seconds.
+ */
+function withoutRepeats(report: (message: string) => void, quietMs: number): (message: string) => void {
+  const lastReported = new Map<string, { at: number; heldBack: number }>()
+  return (message) => {
+    const now = Date.now()
+    // Forget messages that have gone quiet, so that varied messages cannot pile up.
+    for (const [seen, { at }] of lastReported) if (now - at >= quietMs && seen !== message) lastReported.delete(seen)
+    const last = lastReported.get(message)
+    if (last !== undefined && now - last.at < quietMs) {
+      last.heldBack++
+      return
+    }
+    report(last !== undefined && last.heldBack > 0 ? `${message} (${last.heldBack} more since the last report)` : message)
+    lastReported.set(message, { at: now, heldBack: 0 })
   }
 }
 

@@ -112,6 +112,25 @@ describe('createFileIndex', () => {
     assert.equal(index.get(A)?.hits, 0)
   })
 
+  test('a flush that cannot write keeps its hits for the next flush, with those counted meanwhile', () => {
+    index.put({ sha256: A, size: 10, path: 'a' })
+    index.recordHit(A)
+    index.recordHit(A)
+    db.pragma('busy_timeout = 10')
+    const other = new Database(file)
+    other.exec('BEGIN IMMEDIATE')
+    try {
+      assert.throws(() => index.flush(), { code: 'SQLITE_BUSY' })
+      clock = 2_000
+      index.recordHit(A)
+    } finally {
+      other.exec('COMMIT')
+      other.close()
+    }
+    index.flush()
+    assert.deepEqual(rowOnDisk(A), { hits: 3, last_access: 2_000 })
+  })
+
   test('hits of a file without a row are ignored by flush', () => {
     index.recordHit(B)
     assert.doesNotThrow(() => index.flush())

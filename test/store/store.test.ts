@@ -4,7 +4,9 @@ import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openStore, type Store } from '../../src/store/store.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
+import { openStore, type Store, type StoreOptions } from '../../src/store/store.js'
 import { listTempFiles } from '../support/temp-files.js'
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
@@ -19,6 +21,34 @@ async function storeFile(store: Store, content: Buffer, path: string): Promise<s
   return sha
 }
 
+async function until(condition: () => boolean, what: string, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+/** Holds the index's write lock from another connection, as another process or a sqlite3 shell would. */
+function holdWriteLock(dataDir: string): () => void {
+  const other = new Database(join(dataDir, 'index.sqlite'))
+  other.exec('BEGIN IMMEDIATE')
+  return () => {
+    other.exec('COMMIT')
+    other.close()
+  }
+}
+
+/** A row's hits as another connection sees them: what is really on disk. */
+function hitsOnDisk(dataDir: string, sha: string): number | undefined {
+  const reader = new Database(join(dataDir, 'index.sqlite'), { readonly: true })
+  try {
+    return (reader.prepare('SELECT hits FROM files WHERE sha256 = ?').get(sha) as { hits: number } | undefined)?.hits
+  } finally {
+    reader.close()
+  }
+}
+
 describe('openStore', () => {
   const dirs: string[] = []
   const open: Store[] = []
@@ -31,9 +61,15 @@ describe('openStore', () => {
     for (const store of open) if (store.db.open) await store.close()
     await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })))
   })
-  const openAt = async (dir = dataDir) => {
-    const store = await openStore({ dataDir: dir })
+  const openAt = async (dir = dataDir, options: Omit<StoreOptions, 'dataDir'> = {}) => {
+    const store = await openStore({ ...options, dataDir: dir })
     open.push(store)
+    return store
+  }
+  /** A store that flushes hits every few ms and gives up on a locked database quickly. */
+  const openReportingErrors = async (errors: string[]) => {
+    const store = await openAt(dataDir, { hitFlushIntervalMs: 10, onError: (message) => errors.push(message) })
+    store.db.pragma('busy_timeout = 10')
     return store
   }
 
@@ -184,5 +220,43 @@ describe('openStore', () => {
     assert.equal(second.index.get(sha)?.hits, 2)
     assert.equal(await readFile(second.blobs.blobPath(sha), 'utf8'), 'popular')
     await second.close()
+  })
+
+  test('a hit flush blocked by another writer is reported, not thrown, and its hits are written once the lock is released', async () => {
+    const errors: string[] = []
+    const store = await openReportingErrors(errors)
+    const sha = await storeFile(store, Buffer.from('popular while locked'), 'x')
+    store.index.recordHit(sha)
+    store.index.recordHit(sha)
+    const releaseLock = holdWriteLock(dataDir)
+    try {
+      await until(() => errors.length > 0, 'the failed flush to be reported')
+      assert.deepEqual(errors, ['hit counts not written, kept for the next flush: database is locked'])
+      store.index.recordHit(sha)
+      // Several more flushes fail meanwhile; one report says it all.
+      await sleep(100)
+      assert.equal(errors.length, 1)
+      assert.equal(hitsOnDisk(dataDir, sha), 0)
+    } finally {
+      releaseLock()
+    }
+    await until(() => hitsOnDisk(dataDir, sha) === 3, 'the kept hits to be written')
+    await store.close()
+  })
+
+  test('close with another writer holding the lock reports the unwritten hits and still closes', async () => {
+    const errors: string[] = []
+    const store = await openReportingErrors(errors)
+    const sha = await storeFile(store, Buffer.from('popular at shutdown'), 'x')
+    store.index.recordHit(sha)
+    const releaseLock = holdWriteLock(dataDir)
+    try {
+      await store.close()
+    } finally {
+      releaseLock()
+    }
+    assert.equal(store.db.open, false)
+    assert.equal(errors[0], 'hit counts not written before closing, dropped: database is locked')
+    assert.match(errors[1] ?? '', /^lease tmp:\S+ not released, it lapses within 30000 ms: database is locked$/)
   })
 })
