@@ -54,10 +54,13 @@ export function startPass(options: PassOptions): PrefetchPass {
     errors: [],
   }
   const active = new Set<Fill>()
-  const aborted = new Promise<'aborted'>((resolve) => {
-    if (signal?.aborted === true) resolve('aborted')
-    signal?.addEventListener('abort', () => resolve('aborted'), { once: true })
-  })
+  let resolveAborted!: (value: 'aborted') => void
+  const aborted = new Promise<'aborted'>((resolve) => (resolveAborted = resolve))
+  const onAbort = () => resolveAborted('aborted')
+  if (signal?.aborted === true) onAbort()
+  // The signal is usually the prefetcher's, which outlives every pass: the
+  // listener is removed when the pass ends, or each pass would leave one behind.
+  signal?.addEventListener('abort', onAbort, { once: true })
   let next = 0
 
   async function fetchOne(target: FillTarget): Promise<void> {
@@ -92,7 +95,11 @@ export function startPass(options: PassOptions): PrefetchPass {
   }
 
   const done = (async () => {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, targets.length)) }, worker))
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, targets.length)) }, worker))
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
     const result: PassEnd = signal?.aborted === true ? 'aborted' : counts.errors.length > 0 ? 'failed' : 'ok'
     return { result, counts: { ...counts, errors: [...counts.errors] } }
   })()
