@@ -78,10 +78,19 @@ function selectionStatus(publication: Publication | undefined, store: Store) {
   const summary = publication?.summary ?? { products: 0, versions: 0, files: 0, bytes: 0 }
   let cachedFiles = 0
   let cachedBytes = 0
-  for (const file of publication?.files.values() ?? []) {
-    if (store.index.get(file.sha256) !== undefined) {
-      cachedFiles++
-      cachedBytes += file.size
+  // Over the selection's files, the set `files` and `bytes` count (one per
+  // path), not `publication.files`: with `publish: "cached"` that also holds
+  // the older versions still published, which are stored while the selection
+  // waits for its own, and would show the selection as cached.
+  const counted = new Set<string>()
+  for (const selection of publication?.selections.values() ?? []) {
+    for (const file of selection.files) {
+      if (counted.has(file.path)) continue
+      counted.add(file.path)
+      if (store.index.get(file.sha256) !== undefined) {
+        cachedFiles++
+        cachedBytes += file.size
+      }
     }
   }
   return { ...summary, cachedFiles, cachedBytes }
