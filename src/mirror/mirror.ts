@@ -75,6 +75,10 @@ const RETRY_AFTER_FAILURE_MS = 60_000
 const UNAVAILABLE_RETRY_MS = 5_000
 const KEY = 'publication'
 
+/** Whether `publication` was built from the same upstream documents as `metadata` (a 304 keeps them, with a new check time). */
+const builtFrom = (publication: Publication, metadata: UpstreamMetadata) =>
+  publication.source.index === metadata.index && publication.source.products === metadata.products
+
 /** How to fix a missing stock keyring, for the log and /status. */
 const STOCK_KEYRING_HINT = 'install it with "apt install ubuntu-cloudimage-keyring", or set "keyring" of this mirror to a keyring file'
 
@@ -109,16 +113,27 @@ export function createMirror(options: MirrorOptions): Mirror {
     noDeleteOnStaleGet: true,
     allowStaleOnFetchRejection: true,
     noDeleteOnFetchRejection: true,
-    fetchMethod: async (_key, stale, { options: fetchOptions }) => {
+    fetchMethod: async (_key, stale, { options: fetchOptions, signal }) => {
       try {
+        // A keyring installed after start (the hint on /status says how) is picked up here.
+        if (keys === undefined) await loadKeys()
         if (keys === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
         const { metadata, changed } = await fetchUpstreamMetadata({ client, upstream: config.upstream, keys, previous: upstream })
         status.upstreamReachable = true
+        // Unchanged upstream keeps the publication only if it was built from
+        // these very documents: a republish racing a refresh can leave one
+        // built from older ones.
+        const current = !changed && stale !== undefined && builtFrom(stale, metadata)
+        // Built before anything is recorded: metadata that cannot be published
+        // stays an error, and the next refresh asks for it again.
+        const publication = current ? stale : await build(metadata)
+        upstream = metadata
         status.metadataUpdated = new Date(metadata.checkedAt).toISOString()
         status.metadataError = null
-        upstream = metadata
-        if (!changed && stale !== undefined) return stale
-        const publication = await build(metadata)
+        if (current) return stale
+        // A republish replaced the entry while this was built from newer
+        // metadata; the cache drops this result, so put it back.
+        if (signal.aborted) setImmediate(() => cache.set(KEY, publication, { ttl: ttlMs }))
         // A file may have been stored while this was built from the older state.
         if (completesPending(publication)) setImmediate(() => void republish())
         await saveUpstreamMetadata(savedFile, metadata).catch((error: Error) => log.error('cannot save metadata', { mirror: config.name, file: savedFile, error: error.message }))
@@ -183,6 +198,11 @@ export function createMirror(options: MirrorOptions): Mirror {
         republishAgain = false
         if (upstream === undefined) return
         const publication = await build(upstream)
+        // A refresh recorded newer metadata during the build: build from that instead.
+        if (publication.source !== upstream) {
+          republishAgain = true
+          continue
+        }
         // Keep the refresh schedule: the metadata is no fresher than before.
         const remaining = cache.getRemainingTTL(KEY)
         cache.set(KEY, publication, { ttl: remaining > 0 && Number.isFinite(remaining) ? remaining : 1 })

@@ -54,6 +54,8 @@ export interface Publication {
   summary: SelectionSummary
   /** Upstream's `updated` of the index this was built from. */
   upstreamUpdated: string | undefined
+  /** The upstream metadata this was built from. */
+  source: UpstreamMetadata
 }
 
 export interface PublishOptions {
@@ -92,6 +94,7 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
   const files = cached ? mergeFiles([...selections.values(), ...published.values()]) : selected
   const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
+    source: metadata,
     documents,
     files,
     selections,
