@@ -256,7 +256,10 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
             fill.emit('progress')
           }
         } catch (error) {
-          failure ??= error as Error
+          // A write error wins over an upstream error already recorded: retrying
+          // upstream from `fill.written`, behind what was hashed, could only end
+          // as a sha256 mismatch that would blame upstream for the disk.
+          failure = error as Error
           body.destroy()
         } finally {
           writing = false
