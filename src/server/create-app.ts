@@ -64,6 +64,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.use(async (c, next) => {
     const started = performance.now()
     c.set('route', 'other')
+    // Heard from the start: a client that leaves while the answer is being
+    // prepared (a miss waiting for upstream) closes the response before it is sent.
+    let closed = false
+    let onClosed: (() => void) | undefined
+    c.env?.outgoing?.once('close', () => {
+      closed = true
+      // After the other 'close' listeners, such as the one that sets the byte count.
+      if (onClosed !== undefined) queueMicrotask(onClosed)
+    })
     await next()
     if (c.res !== RESPONSE_ALREADY_SENT && c.res.body !== null && !c.res.headers.has('content-length')) {
       // Generated answers (status, metrics, errors) are small: sized, they keep
@@ -93,7 +102,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return
     }
     // Logged when the response is over, with what was really sent.
-    outgoing.once('close', () => finish(outgoing.statusCode, written ? (c.get('bytes') ?? 0) : length, outgoing.writableFinished))
+    onClosed = () => finish(outgoing.statusCode, written ? (c.get('bytes') ?? 0) : length, outgoing.writableFinished)
+    if (closed) onClosed()
   })
 
   app.on(['GET', 'HEAD'], '/status', (c) => {
@@ -204,7 +214,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // On a miss the status goes out at once: a fill that fails before its first
     // byte reaches this client then shows as a broken 200, never as silence.
     if (answer.cache === 'miss') outgoing.flushHeaders()
-    // Registered before the logging middleware's own 'close' listener, so the count is final when it logs.
+    // The logging middleware reads the count after every 'close' listener has run.
     outgoing.once('close', () => c.set('bytes', bytes))
     // A pipelined response learns that its client left only from the connection.
     const connection = c.env?.incoming?.socket

@@ -41,3 +41,24 @@ test('each request is logged once with method, path, status, bytes, cache and du
     await h.close()
   }
 })
+
+test('a client that leaves while a miss waits for upstream is still logged, as aborted', async () => {
+  const lines: Array<Record<string, unknown>> = []
+  const h = await startHarness({ log: createLogger({ json: true, write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) })
+  try {
+    const kernel = h.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
+    assert.ok(kernel)
+    h.upstream.setFault(kernel.path, { kind: 'delay', ms: 1_000 })
+    const leaving = new AbortController()
+    setTimeout(() => leaving.abort(), 200)
+    await fetch(h.url(kernel.path), { signal: leaving.signal }).catch(() => undefined)
+    await h.proxy.core.store.fills.idle()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const logged = lines.filter((line) => line.message === 'request' && line.path === MIRROR_PATH + kernel.path)
+    assert.equal(logged.length, 1)
+    assert.equal(logged[0]?.aborted, true)
+    assert.equal(h.proxy.core.traffic.requests.get('file 200'), 1)
+  } finally {
+    await h.close()
+  }
+})
