@@ -9,12 +9,18 @@ import { createLogger } from '../../src/log/logger.js'
 import { MIRROR_PATH, startHarness } from '../support/proxy-harness.js'
 import { rawRequest } from '../support/http.js'
 
-test('each request is logged once with method, path, status, bytes, cache and duration', async () => {
+/** A proxy whose log lines are kept, parsed, and a kernel of its tree. */
+async function startLoggedHarness() {
   const lines: Array<Record<string, unknown>> = []
   const h = await startHarness({ log: createLogger({ json: true, write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) })
+  const kernel = h.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
+  assert.ok(kernel)
+  return { h, lines, kernel }
+}
+
+test('each request is logged once with method, path, status, bytes, cache and duration', async () => {
+  const { h, lines, kernel } = await startLoggedHarness()
   try {
-    const kernel = h.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
-    assert.ok(kernel)
     const index = await rawRequest(h.proxy.url, `${MIRROR_PATH}streams/v1/index.sjson`)
     await rawRequest(h.proxy.url, MIRROR_PATH + kernel.path)
     await h.proxy.core.store.fills.idle()
@@ -43,11 +49,8 @@ test('each request is logged once with method, path, status, bytes, cache and du
 })
 
 test('a client that leaves while a miss waits for upstream is still logged, as aborted', async () => {
-  const lines: Array<Record<string, unknown>> = []
-  const h = await startHarness({ log: createLogger({ json: true, write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) })
+  const { h, lines, kernel } = await startLoggedHarness()
   try {
-    const kernel = h.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
-    assert.ok(kernel)
     h.upstream.setFault(kernel.path, { kind: 'delay', ms: 1_000 })
     const leaving = new AbortController()
     setTimeout(() => leaving.abort(), 200)
