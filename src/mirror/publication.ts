@@ -196,9 +196,15 @@ function upstreamDocuments(metadata: UpstreamMetadata): Map<string, ServedDocume
   const documents = new Map<string, ServedDocument>()
   for (const document of [metadata.index, ...metadata.products.values()]) {
     documents.set(withExtension(document.path, 'sjson'), served(document.signed, 'sjson'))
-    // Upstream's `.json` twin is not fetched: the signed text is the same document.
-    documents.set(withExtension(document.path, 'json'), served(document.text, 'json'))
+    // Upstream's `.json` twin is not fetched (it is unsigned): a products
+    // document's signed text is the same document.
+    if (document !== metadata.index) documents.set(withExtension(document.path, 'json'), served(document.text, 'json'))
   }
+  // The plain index lists the plain products documents, as upstream's own does;
+  // the signed one's entries name `.sjson` files a `.json` reader cannot parse.
+  const plainEntries: IndexDocument['index'] = {}
+  for (const [contentId, entry] of Object.entries(metadata.index.parsed.index)) plainEntries[contentId] = { ...entry, path: withExtension(entry.path, 'json') }
+  documents.set(withExtension(INDEX_PATH, 'json'), served(toJsonText({ ...metadata.index.parsed, index: plainEntries }), 'json'))
   return documents
 }
 

@@ -316,11 +316,14 @@ describe('metadata', () => {
     await mirror.refresh()
   })
 
-  test('upstream mode serves the upstream .sjson bytes unchanged', async () => {
+  test('upstream mode serves the upstream .sjson bytes unchanged, and a plain index that lists the plain products files', async () => {
     const upstreamMode = await startHarness({ mirror: { metadata: 'upstream' } })
     try {
       const served = await (await fetch(upstreamMode.url('streams/v1/index.sjson'))).text()
       assert.equal(served, upstreamMode.tree.files.get('streams/v1/index.sjson')?.toString())
+      const plain = JSON.parse(await (await fetch(upstreamMode.url('streams/v1/index.json'))).text()) as { index: Record<string, { path: string }> }
+      assert.deepEqual(plain, JSON.parse(upstreamMode.tree.files.get('streams/v1/index.json')?.toString() ?? ''))
+      for (const entry of Object.values(plain.index)) assert.match(entry.path, /\.json$/)
       const old = item(upstreamMode, (i) => i.path.startsWith('noble/amd64/20250101/'))
       assert.equal((await rawRequest(upstreamMode.proxy.url, MIRROR_PATH + old.path)).status, 404)
     } finally {
