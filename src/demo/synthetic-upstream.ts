@@ -33,6 +33,8 @@ export type Fault =
   | { kind: 'extra'; bytes: number }
   /** Change the last digit of the signed text of a .sjson (the top-level `updated`), keeping the signature block; on other files, the last digit anywhere. */
   | { kind: 'tamper' }
+  /** Answer a conditional request in full (200, same bytes), as upstreams that ignore validators do. */
+  | { kind: 'unconditional' }
 
 export interface UpstreamServer {
   /** `http://127.0.0.1:PORT/` plus the prefix: the mirror root. */
@@ -115,7 +117,7 @@ export async function startUpstreamServer(tree: UpstreamTree, options: UpstreamS
     res.setHeader('Last-Modified', new Date(lastModified).toUTCString())
     res.setHeader('Content-Type', contentType(path))
     res.setHeader('Accept-Ranges', 'bytes')
-    if (notModified(req, etag, lastModified)) {
+    if (fault?.kind !== 'unconditional' && notModified(req, etag, lastModified)) {
       res.writeHead(304).end()
       return
     }

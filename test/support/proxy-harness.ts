@@ -34,6 +34,8 @@ export interface HarnessOptions {
   fillAttempts?: number
   metadataUnavailableRetryMs?: number
   sendStallTimeoutMs?: number
+  /** Mirrors served besides the harness's own `stable`, sharing its store. */
+  extraMirrors?: MirrorConfig[]
 }
 
 export interface Harness {
@@ -76,6 +78,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         selections: selections(groups ?? DEFAULT_SELECTIONS),
         ...mirror,
       },
+      ...(options.extraMirrors ?? []),
     ],
     source: 'test harness',
     ...options.config,

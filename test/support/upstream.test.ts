@@ -427,6 +427,14 @@ describe('startUpstreamServer', () => {
       await assert.rejects(verifyClearsigned(served, [tree.key.publicKey]), (error: unknown) => error instanceof SignatureError && error.reason === 'bad-signature')
     })
 
+    test('unconditional answers a matching If-None-Match with 200 and the same bytes', async () => {
+      const etag = (await fetchRaw(url(kernel))).headers.etag as string
+      const answer = await withFault(kernel, { kind: 'unconditional' }, () => fetchRaw(url(kernel), { headers: { 'if-none-match': etag } }))
+      assert.equal(answer.status, 200)
+      assert.deepEqual(answer.body, content(kernel))
+      assert.equal(answer.headers.etag, etag)
+    })
+
     test('a * fault covers every path; a path of its own takes precedence', async () => {
       server.setFault('*', { kind: 'status', status: 503 })
       server.setFault(kernel, { kind: 'corrupt', offset: 0 })
