@@ -88,6 +88,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       metadataTtlSeconds: config.metadataTtl,
       log,
       isStored,
+      storedSize: (sha256) => store.index.get(sha256)?.size,
       unavailableRetryMs: options.metadataUnavailableRetryMs,
     }),
   )

@@ -17,6 +17,7 @@ import type { MirrorConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
 import { readKeyring } from '../streams/signature.js'
 import type { SigningKey } from '../streams/signing-key.js'
+import { checkStoredSizes } from '../streams/size-consistency.js'
 import { UpstreamError, type UpstreamClient } from '../upstream/upstream-client.js'
 import { buildPublication, type Publication } from './publication.js'
 import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, type UpstreamMetadata } from './upstream-metadata.js'
@@ -30,6 +31,8 @@ export interface MirrorOptions {
   log: Logger
   /** Whether a file is stored, for `publish: "cached"`. */
   isStored?: (sha256: string) => boolean
+  /** The size of a stored file, undefined when not stored: metadata listing its sha256 at another size is refused. */
+  storedSize?: (sha256: string) => number | undefined
   /** With no metadata held, how long a failed fetch answers for requests before upstream is asked again; default 5 s. */
   unavailableRetryMs?: number
 }
@@ -39,6 +42,8 @@ export interface MirrorMetadataStatus {
   /** ISO time of the last successful check with upstream. */
   metadataUpdated: string | null
   metadataError: string | null
+  /** Items of the current metadata found inconsistent with the store while serving, each refused (see `reportInconsistency`). */
+  metadataWarnings: string[]
 }
 
 export interface Mirror extends EventEmitter {
@@ -66,6 +71,11 @@ export interface Mirror extends EventEmitter {
   fileStored(sha256: string): Promise<void>
   /** Resolves once no rebuild started by `fileStored` is running. */
   republished(): Promise<void>
+  /**
+   * Records an item of the current metadata refused while serving because the
+   * store holds or fetches its sha256 at another size; shown until metadata changes.
+   */
+  reportInconsistency(message: string): void
 }
 
 // After a failed refresh, try again this soon rather than after a whole TTL.
@@ -89,7 +99,8 @@ export function createMirror(options: MirrorOptions): Mirror {
   const emitter = new EventEmitter()
   let keys: openpgp.PublicKey[] | undefined
   let upstream: UpstreamMetadata | undefined
-  const status: MirrorMetadataStatus = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
+  const status: Omit<MirrorMetadataStatus, 'metadataWarnings'> = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
+  const inconsistencies = new Set<string>()
   const isStored = options.isStored ?? (() => false)
   const unavailableRetryMs = options.unavailableRetryMs ?? UNAVAILABLE_RETRY_MS
   /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
@@ -97,6 +108,16 @@ export function createMirror(options: MirrorOptions): Mirror {
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
   const build = (metadata: UpstreamMetadata) =>
     buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+  /**
+   * Builds the publication of newly fetched or loaded metadata. Checked against
+   * the store here, where the store is, rather than in the build: the index
+   * records every stored sha256 with its verified size, whichever mirror stored it.
+   */
+  const accept = async (metadata: UpstreamMetadata) => {
+    const publication = await build(metadata)
+    if (options.storedSize !== undefined) checkStoredSizes(publication.files.values(), options.storedSize)
+    return publication
+  }
   /** A pending version whose files are now all stored: the publication is out of date. */
   const completesPending = (publication: Publication, sha256?: string) =>
     publication.pending.some((version) => (sha256 === undefined || version.sha256s.includes(sha256)) && version.sha256s.every(isStored))
@@ -126,11 +147,12 @@ export function createMirror(options: MirrorOptions): Mirror {
         const current = !changed && stale !== undefined && builtFrom(stale, metadata)
         // Built before anything is recorded: metadata that cannot be published
         // stays an error, and the next refresh asks for it again.
-        const publication = current ? stale : await build(metadata)
+        const publication = current ? stale : await accept(metadata)
         upstream = metadata
         status.metadataUpdated = new Date(metadata.checkedAt).toISOString()
         status.metadataError = null
         if (current) return stale
+        inconsistencies.clear()
         // A republish replaced the entry while this was built from newer
         // metadata; the cache drops this result, so put it back.
         if (signal.aborted) setImmediate(() => cache.set(KEY, publication, { ttl: ttlMs }))
@@ -138,9 +160,11 @@ export function createMirror(options: MirrorOptions): Mirror {
         if (completesPending(publication)) setImmediate(() => void republish())
         await saveUpstreamMetadata(savedFile, metadata).catch((error: Error) => log.error('cannot save metadata', { mirror: config.name, file: savedFile, error: error.message }))
         log.info('metadata updated', { mirror: config.name, upstreamUpdated: publication.upstreamUpdated, ...publication.summary })
-        // 'change' means upstream moved on from what was served; the first
-        // metadata ever loaded is not a change (prefetch.onStart decides that pass).
-        if (stale !== undefined) emitter.emit('change', publication)
+        // 'change' means what the selection resolves to moved on from what was
+        // served: new documents selecting the same files (re-signed, or sent
+        // again by an upstream that ignores conditional requests) are not one,
+        // nor is the first metadata ever loaded (prefetch.onStart decides that pass).
+        if (stale !== undefined && publication.selectionDigest !== stale.selectionDigest) emitter.emit('change', publication)
         return publication
       } catch (error) {
         if (error instanceof UpstreamError && error.status === undefined) status.upstreamReachable = false
@@ -176,7 +200,7 @@ export function createMirror(options: MirrorOptions): Mirror {
       const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, keys })
       if (saved === undefined) return
       upstream = saved
-      const publication = await build(saved)
+      const publication = await accept(saved)
       // Stale at once: it is served while the first refresh asks upstream.
       cache.set(KEY, publication, { ttl: 1 })
       status.metadataUpdated = new Date(saved.checkedAt).toISOString()
@@ -235,7 +259,7 @@ export function createMirror(options: MirrorOptions): Mirror {
     async refresh() {
       return cache.fetch(KEY, { forceRefresh: true, allowStale: false }).catch(() => undefined)
     },
-    metadataStatus: () => ({ ...status }),
+    metadataStatus: () => ({ ...status, metadataWarnings: [...inconsistencies] }),
     upstreamUrl: (path: string) => new URL(path, config.upstream).href,
     async fileStored(sha256: string) {
       if (config.publish !== 'cached') return
@@ -243,5 +267,10 @@ export function createMirror(options: MirrorOptions): Mirror {
       if (publication !== undefined && completesPending(publication, sha256)) await republish()
     },
     republished: async () => republishing,
+    reportInconsistency(message: string) {
+      if (inconsistencies.has(message)) return
+      inconsistencies.add(message)
+      log.warn('inconsistent metadata', { mirror: config.name, error: message })
+    },
   })
 }

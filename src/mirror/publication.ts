@@ -10,6 +10,7 @@ import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
 import { applySelections, type FileRef, type SelectedFile, type SelectionResult } from '../streams/selection.js'
 import { clearsign } from '../streams/signature.js'
+import { checkSizesAgree, describeItem, InconsistentMetadataError } from '../streams/size-consistency.js'
 import type { IndexDocument, IndexEntry, ProductsDocument, StreamVersion } from '../streams/types.js'
 import { INDEX_PATH, type UpstreamMetadata } from './upstream-metadata.js'
 
@@ -52,6 +53,11 @@ export interface Publication {
   /** Every item upstream lists, by sha256: names a stored file for plans and reports. */
   upstreamFiles: Map<string, FileRef[]>
   summary: SelectionSummary
+  /**
+   * Digest of the selected files as (path, sha256, size): equal digests select
+   * the same bytes, however the documents were signed or fetched.
+   */
+  selectionDigest: string
   /** Upstream's `updated` of the index this was built from. */
   upstreamUpdated: string | undefined
   /** The upstream metadata this was built from. */
@@ -92,6 +98,8 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
   const selected = mergeFiles([...selections.values()])
   // Without `publish: "cached"` what is published is the selection itself.
   const files = cached ? mergeFiles([...selections.values(), ...published.values()]) : selected
+  // Before the expensive signing: an item that could only be served as bytes failing its sha256 refuses the metadata.
+  checkSizesAgree(files.values())
   const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
     source: metadata,
@@ -107,6 +115,7 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
       return value
     },
     summary: summarise(selections, selected),
+    selectionDigest: digestFiles(selected),
     upstreamUpdated: typeof metadata.index.parsed.updated === 'string' ? metadata.index.parsed.updated : undefined,
   }
 }
@@ -132,6 +141,10 @@ function mergeFiles(results: SelectionResult[]): Map<string, SelectedFile> {
       if (known === undefined) {
         files.set(file.path, { ...file, refs: [...file.refs] })
         continue
+      }
+      // Within one document selection refuses this; across documents it is caught here.
+      if (known.sha256 !== file.sha256 || known.size !== file.size) {
+        throw new InconsistentMetadataError(`inconsistent signed metadata: path ${JSON.stringify(file.path)} names different files in ${describeItem(known)} (sha256 ${known.sha256}) and ${describeItem(file)} (sha256 ${file.sha256})`)
       }
       // A file has a handful of refs; comparing them beats building a key per ref.
       for (const ref of file.refs) {
@@ -249,6 +262,15 @@ function served(text: string, extension: 'json' | 'sjson'): ServedDocument {
     etag,
     headers: { 'content-type': contentType, etag, 'cache-control': 'no-cache', 'content-length': String(body.length) },
   }
+}
+
+function digestFiles(files: Map<string, SelectedFile>): string {
+  const hash = createHash('sha256')
+  for (const path of [...files.keys()].sort()) {
+    const file = files.get(path) as SelectedFile
+    hash.update(`${JSON.stringify([path, file.sha256, file.size])}\n`)
+  }
+  return hash.digest('hex')
 }
 
 function summarise(selections: Map<string, SelectionResult>, files: Map<string, SelectedFile>): SelectionSummary {

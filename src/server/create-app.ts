@@ -151,6 +151,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message })
       return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
     }
+    if (answer.kind === 'inconsistent') {
+      mirror.reportInconsistency(answer.message)
+      return c.text(`${mirror.config.name}: ${answer.message}\n`, 502)
+    }
     c.set('cache', answer.cache)
     if (answer.kind === 'body' && answer.status === 200) {
       if (answer.cache === 'hit') traffic.hits++
@@ -196,7 +200,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   }
 
   /** Sends a file answer, straight into Node's response when there is one. */
-  function send(c: Context<Env>, answer: Exclude<FileAnswer, { kind: 'unavailable' }>): Response {
+  function send(c: Context<Env>, answer: Exclude<FileAnswer, { kind: 'unavailable' | 'inconsistent' }>): Response {
     const source = answer.kind === 'body' ? answer.body : undefined
     if (source === undefined) return c.body(null, answer.status, answer.headers)
     let bytes = 0

@@ -9,6 +9,7 @@ import type { Store } from '../store/store.js'
 import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
 import type { Fill, FillSource } from '../store/fill.js'
 import type { SelectedFile } from '../streams/selection.js'
+import { sizeConflict } from '../streams/size-consistency.js'
 import { parseRange } from './byte-range.js'
 import { matchesEtag } from './etag.js'
 
@@ -22,6 +23,8 @@ export type FileAnswer =
   | { kind: 'body'; status: 200 | 206; headers: Record<string, string>; body: RangeSource | undefined; cache: 'hit' | 'miss' }
   | { kind: 'empty'; status: 304 | 416; headers: Record<string, string>; cache: 'hit' | 'miss' }
   | { kind: 'unavailable'; message: string }
+  /** The store holds or fetches the item's sha256 at another size: the item's metadata is wrong, or another's is. */
+  | { kind: 'inconsistent'; message: string }
 
 /** Seconds a client is told to wait after upstream failed a miss. */
 export const RETRY_AFTER_SECONDS = 30
@@ -29,6 +32,13 @@ export const RETRY_AFTER_SECONDS = 30
 export async function answerFile(store: Store, file: SelectedFile, request: FileRequest, source: FillSource): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
   const stored = await store.openStored(file.sha256)
+  // Content-Length and ranges come from the item's size: a stored file of
+  // another size would end the response with bytes that fail its sha256.
+  const storedConflict = stored === undefined ? undefined : sizeConflict(file, { size: stored.file.size, state: 'stored' })
+  if (storedConflict !== undefined) {
+    void stored?.handle.close().catch(() => undefined)
+    return { kind: 'inconsistent', message: storedConflict }
+  }
   const cache = stored !== undefined ? 'hit' : 'miss'
   const headers: Record<string, string> = {
     'accept-ranges': 'bytes',
@@ -64,6 +74,9 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
 
   if (request.method === 'HEAD') return { kind: 'body', status, headers, body: undefined, cache }
   const fill = store.fills.fill({ sha256: file.sha256, size: file.size, path: file.path }, source)
+  // A running fill of the sha256 started for another item keeps that item's size.
+  const fillConflict = sizeConflict(file, { size: fill.target.size, state: 'being fetched' })
+  if (fillConflict !== undefined) return { kind: 'inconsistent', message: fillConflict }
   await firstBytesOrEnd(fill)
   if (fill.state === 'failed') {
     return { kind: 'unavailable', message: `${file.path}: not cached and upstream failed: ${fill.error?.message ?? 'unknown error'}` }

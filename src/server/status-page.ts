@@ -151,6 +151,7 @@ function renderMirror(mirror: MirrorReport, rows: VersionRow[], now: number): st
   <p class="paths"><code>${esc(mirror.path)}</code> ← <a href="${esc(mirror.upstream)}">${esc(mirror.upstream)}</a></p>
   <p>Metadata checked ${mirror.metadataUpdated === null ? 'never' : `<time datetime="${esc(mirror.metadataUpdated)}">${esc(ago(mirror.metadataUpdated, now))}</time>`}.</p>
   ${mirror.metadataError === null ? '' : `<p class="error"><strong>Last error:</strong> ${esc(mirror.metadataError)}</p>`}
+  ${mirror.metadataWarnings.map((warning) => `<p class="error"><strong>Refused item:</strong> ${esc(warning)}</p>`).join('\n  ')}
   <dl class="figures">
     ${figure('products', String(selection.products))}
     ${figure('versions', String(selection.versions))}

@@ -15,11 +15,12 @@ import { rawRequest, sha256 } from '../support/http.js'
 import { buildUpstreamTree, type TreeItem, type UpstreamTree } from '../support/upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js'
 import { generateSigningKey } from '../../src/streams/signing-key.js'
-import { clearsign } from '../../src/streams/signature.js'
-import type { ProductsDocument, StreamItem } from '../../src/streams/types.js'
+import { clearsign, verifyClearsigned } from '../../src/streams/signature.js'
+import type { IndexDocument, IndexEntry, ProductsDocument, StreamItem } from '../../src/streams/types.js'
 
 const IMAGES_ID = 'com.ubuntu.maas:stable:v3:download'
 const NEWEST = '20250201'
+const INDEX = 'streams/v1/index.sjson'
 
 interface ItemChange {
   release: string
@@ -33,7 +34,11 @@ const itemOf = (tree: UpstreamTree, release: string, name: string): TreeItem => 
   return found
 }
 
-/** `tree` with items of the newest amd64 ga product of a release changed and the images document re-signed. */
+/**
+ * `tree` with items of the newest amd64 ga product of a release changed, the
+ * images document re-signed and its index entry marked updated, as upstream
+ * publishes a change.
+ */
 async function withItems(tree: UpstreamTree, changes: ItemChange[]): Promise<UpstreamTree> {
   const doc = JSON.parse(JSON.stringify(tree.products.get(IMAGES_ID))) as ProductsDocument
   for (const { release, item, set } of changes) {
@@ -46,6 +51,9 @@ async function withItems(tree: UpstreamTree, changes: ItemChange[]): Promise<Ups
   const files = new Map(tree.files)
   files.set(tree.productsPath(IMAGES_ID, 'json'), Buffer.from(text))
   files.set(tree.productsPath(IMAGES_ID, 'sjson'), Buffer.from(await clearsign(text, tree.key.privateKey)))
+  const index = JSON.parse(await verifyClearsigned((tree.files.get(INDEX) as Buffer).toString(), [tree.key.publicKey])) as IndexDocument
+  ;(index.index[IMAGES_ID] as IndexEntry).updated = 'Sat, 01 Mar 2025 00:00:00 +0000'
+  files.set(INDEX, Buffer.from(await clearsign(`${JSON.stringify(index, null, 1)}\n`, tree.key.privateKey)))
   return { ...tree, files }
 }
 
@@ -213,7 +221,10 @@ describe('one sha256 at two sizes across mirrors sharing the store', () => {
       while (h.proxy.core.store.fills.get(kernel.sha256) === undefined) await new Promise((resolve) => setTimeout(resolve, 5))
       const joined = await rawRequest(h.proxy.url, CANDIDATE_PATH + candidateInitrd.path)
       assert.equal(joined.status, 502)
-      assert.match(joined.body.toString(), /inconsistent/)
+      assert.match(joined.body.toString(), /inconsistent.*being fetched/)
+      const [warning] = (await mirrorStatus(h, 'candidate')).metadataWarnings
+      namesItem(warning ?? '', { ...candidateInitrd, sha256: kernel.sha256 }, 4)
+      assert.ok(warning?.includes(String(kernel.size)))
       const whole = await filling
       assert.equal(whole.status, 200)
       assert.equal(sha256(whole.body), kernel.sha256)
@@ -227,8 +238,8 @@ describe('one sha256 at two sizes across mirrors sharing the store', () => {
     assert.ok(h.proxy.core.store.index.get(kernel.sha256))
     const response = await rawRequest(h.proxy.url, CANDIDATE_PATH + candidateInitrd.path)
     assert.equal(response.status, 502)
-    assert.match(response.body.toString(), /inconsistent/)
-    const warnings = (await mirrorStatus(h, 'candidate')).metadataWarnings
+    assert.match(response.body.toString(), /inconsistent.*stored file/)
+    const warnings = (await mirrorStatus(h, 'candidate')).metadataWarnings.filter((warning) => warning.includes('stored file'))
     assert.equal(warnings.length, 1)
     namesItem(warnings[0] ?? '', { ...candidateInitrd, sha256: kernel.sha256 }, 4)
     assert.ok(warnings[0]?.includes(String(kernel.size)))

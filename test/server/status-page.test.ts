@@ -61,6 +61,7 @@ describe('renderStatusPage', () => {
         upstreamReachable: false,
         metadataUpdated: null,
         metadataError: error,
+        metadataWarnings: [`inconsistent signed metadata: ${error}`],
         selection: { products: 1, versions: 1, files: 2, bytes: 3072, cachedFiles: 1, cachedBytes: 2048 },
         prefetch: { ...IDLE_PREFETCH, state: 'running', filesDone: 1, filesTotal: 2, bytesDone: 2048, bytesTotal: 3072, errors: ['<b>boom</b>'] },
       },
@@ -78,6 +79,7 @@ describe('renderStatusPage', () => {
     assert.ok(!html.includes('<b>boom'), 'no injected markup from prefetch errors')
     assert.ok(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'))
     assert.ok(html.includes('bad &quot;sig&quot; &amp; &lt;img'))
+    assert.ok(html.includes('inconsistent signed metadata: bad &quot;sig&quot;'), 'warnings are shown, escaped')
     assert.ok(html.includes('href="http://upstream.example/&quot;x&quot;/"'))
     assert.ok(html.includes('o&#39;neil'))
   })
