@@ -84,7 +84,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   }
   const start = async () => {
     const started = await startProxy(config, {
-      log: options.log ?? (process.env.DEBUG_LOG ? { info: () => undefined, warn: (m: string, f?: object) => console.error('WARN', m, f), error: (m: string, f?: object) => console.error('ERR', m, f) } : silentLogger),
+      log: options.log ?? silentLogger,
       version: 'test',
       fillAttempts: options.fillAttempts ?? 2,
       fillRetryBaseMs: 20,
