@@ -52,6 +52,8 @@ async function pass(concurrency: number): Promise<{ seconds: number; files: numb
         keyringIsDefault: false,
         metadata: 'filtered',
         publish: 'selected',
+        missFailure: 'reset',
+        missWait: 8,
         selections: selections([
           { filters: ['arch=amd64', 'release~(jammy|noble)'], max: 1 },
           { filters: ['os~(grub*|pxelinux)'], max: 1 },

@@ -18,7 +18,8 @@ export const DEFAULTS = {
   dataDir: './data',
   metadataTtl: '10m',
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
-  mirror: { metadata: 'filtered', publish: 'selected' },
+  // Inside MAAS's 10 s wait for a first byte, with time to spare for the reset to reach it.
+  mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s' },
 } as const
 
 /**

@@ -13,6 +13,8 @@ export interface SelectionConfig {
 
 export type MetadataMode = 'filtered' | 'upstream'
 export type PublishMode = 'selected' | 'cached'
+/** How a miss whose upstream gave no byte within `missWait` is answered: a broken connection, or `503`. */
+export type MissFailure = 'reset' | '503'
 
 export interface MirrorConfig {
   name: string
@@ -26,6 +28,9 @@ export interface MirrorConfig {
   keyringIsDefault: boolean
   metadata: MetadataMode
   publish: PublishMode
+  missFailure: MissFailure
+  /** Seconds a miss keeps trying upstream for a first byte before `missFailure` applies. */
+  missWait: number
   /** An empty list selects everything upstream. */
   selections: SelectionConfig[]
 }

@@ -35,10 +35,11 @@ export interface ValidateConfigOptions {
 const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors']
 const LISTEN_KEYS = ['host', 'port']
 const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency']
-const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections']
+const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections']
 const SELECTION_KEYS = ['filters', 'max']
 const METADATA_MODES = ['filtered', 'upstream'] as const
 const PUBLISH_MODES = ['selected', 'cached'] as const
+const MISS_FAILURES = ['reset', '503'] as const
 // Node's timers hold at most 2^31 - 1 ms (24.8 days).
 const MAX_DURATION_SECONDS = 24 * 86_400
 
@@ -112,12 +113,14 @@ function validateMirror(check: Checker, value: unknown, key: string, baseDir: st
     mirror.keyring === undefined ? STOCK_KEYRING : resolve(baseDir, check.string(mirror.keyring, `${key}.keyring`))
   const metadata = check.oneOf(orDefault(mirror.metadata, DEFAULTS.mirror.metadata), `${key}.metadata`, METADATA_MODES)
   const publish = check.oneOf(orDefault(mirror.publish, DEFAULTS.mirror.publish), `${key}.publish`, PUBLISH_MODES)
+  const missFailure = check.oneOf(orDefault(mirror.missFailure, DEFAULTS.mirror.missFailure), `${key}.missFailure`, MISS_FAILURES)
+  const missWait = check.duration(orDefault(mirror.missWait, DEFAULTS.mirror.missWait), `${key}.missWait`)
   const selections = check
     .array(orDefault(mirror.selections, []), `${key}.selections`)
     .map((selection, index) => validateSelection(check, selection, `${key}.selections[${index}]`))
   // The stock keyring may be missing even when named explicitly (config.example.json
   // names it): the server then says how to install it instead of refusing to start.
-  return { name, path, upstream, keyring, keyringIsDefault: keyring === STOCK_KEYRING, metadata, publish, selections }
+  return { name, path, upstream, keyring, keyringIsDefault: keyring === STOCK_KEYRING, metadata, publish, missFailure, missWait, selections }
 }
 
 function validateSelection(check: Checker, value: unknown, key: string): SelectionConfig {

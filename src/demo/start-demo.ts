@@ -68,6 +68,8 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
         keyringIsDefault: false,
         metadata: 'filtered',
         publish: 'selected',
+        missFailure: 'reset',
+        missWait: 8,
         selections: stock.selections.map(({ filters, max }) => ({ filters: filters.map(parseFilter), max })),
       },
     ],

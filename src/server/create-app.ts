@@ -146,10 +146,21 @@ export function createApp(deps: AppDeps): Hono<Env> {
       method: c.req.method as 'GET' | 'HEAD',
       range: header(c, 'range'),
       ifNoneMatch: header(c, 'if-none-match'),
-    }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}))
+    }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}), mirror.config.missWait * 1000)
     if (answer.kind === 'unavailable') {
-      log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message })
-      return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+      const { missFailure } = mirror.config
+      log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message, answer: missFailure === 'reset' ? 'connection reset' : '503' })
+      const connection = c.env?.incoming?.socket
+      if (missFailure === '503' || connection === undefined) {
+        return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+      }
+      // No status at all: MAAS fails its whole sync on any 4xx or 5xx, but
+      // retries a broken connection from byte 0 with backoff, and its retry
+      // joins or starts a fill then. Logged and counted as status 0.
+      const outgoing = c.env?.outgoing
+      if (outgoing !== undefined) outgoing.statusCode = 0
+      connection.resetAndDestroy()
+      return RESPONSE_ALREADY_SENT
     }
     if (answer.kind === 'inconsistent') {
       mirror.reportInconsistency(answer.message)

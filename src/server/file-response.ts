@@ -7,7 +7,8 @@
 
 import type { Store } from '../store/store.js'
 import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
-import type { Fill, FillSource } from '../store/fill.js'
+import type { FillSource } from '../store/fill.js'
+import { awaitFirstBytes } from '../store/first-bytes.js'
 import type { SelectedFile } from '../streams/selection.js'
 import { sizeConflict } from '../streams/size-consistency.js'
 import { parseRange } from './byte-range.js'
@@ -29,7 +30,8 @@ export type FileAnswer =
 /** Seconds a client is told to wait after upstream failed a miss. */
 export const RETRY_AFTER_SECONDS = 30
 
-export async function answerFile(store: Store, file: SelectedFile, request: FileRequest, source: FillSource): Promise<FileAnswer> {
+/** `missWaitMs`: how long a miss may wait for upstream's first byte, retries included (the mirror's `missWait`). */
+export async function answerFile(store: Store, file: SelectedFile, request: FileRequest, source: FillSource, missWaitMs: number): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
   const stored = await store.openStored(file.sha256)
   // Content-Length and ranges come from the item's size: a stored file of
@@ -73,30 +75,13 @@ export async function answerFile(store: Store, file: SelectedFile, request: File
   }
 
   if (request.method === 'HEAD') return { kind: 'body', status, headers, body: undefined, cache }
-  const fill = store.fills.fill({ sha256: file.sha256, size: file.size, path: file.path }, source)
+  // No status goes out before the first byte: an upstream that is down ends
+  // as `unavailable` (answered as the mirror's `missFailure` says), never as a
+  // 200 whose body breaks at once.
+  const first = await awaitFirstBytes({ sha256: file.sha256, size: file.size, path: file.path }, source, { fills: store.fills, waitMs: missWaitMs })
+  if (first.kind === 'failed') return { kind: 'unavailable', message: first.message }
   // A running fill of the sha256 started for another item keeps that item's size.
-  const fillConflict = sizeConflict(file, { size: fill.target.size, state: 'being fetched' })
+  const fillConflict = sizeConflict(file, { size: first.fill.target.size, state: 'being fetched' })
   if (fillConflict !== undefined) return { kind: 'inconsistent', message: fillConflict }
-  await firstBytesOrEnd(fill)
-  if (fill.state === 'failed') {
-    return { kind: 'unavailable', message: `${file.path}: not cached and upstream failed: ${fill.error?.message ?? 'unknown error'}` }
-  }
-  return { kind: 'body', status, headers, body: fillRange(fill, store.blobs.blobPath(file.sha256), start, end), cache }
-}
-
-/**
- * Waits until the fill has bytes or has ended, so that an upstream that is
- * down becomes a 503 rather than a 200 whose body breaks at once.
- */
-function firstBytesOrEnd(fill: Fill): Promise<void> {
-  return new Promise((resolve) => {
-    const check = () => {
-      if (fill.written > 0 || fill.state !== 'filling') {
-        fill.off('progress', check)
-        resolve()
-      }
-    }
-    fill.on('progress', check)
-    check()
-  })
+  return { kind: 'body', status, headers, body: fillRange(first.fill, store.blobs.blobPath(file.sha256), start, end), cache }
 }

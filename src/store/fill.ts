@@ -190,6 +190,10 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       fill.emit('progress')
       options.onCommitted?.(fill)
     } catch (caught) {
+      // Out of the running set before anything else: a client retrying the
+      // moment its transfer broke (MAAS does) must start a fresh fill, not
+      // join this one while it cleans up and be told it failed.
+      forget(fill)
       // An aborted fill fails for the reason given, whatever broke on the way.
       const error = fill.abortReason !== undefined ? new Error(fill.abortReason) : (caught as Error)
       fill.error = error
@@ -200,8 +204,13 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       throw error
     } finally {
       fill.release()
-      running.delete(target.sha256)
+      forget(fill)
     }
+  }
+
+  /** Drops `fill` from the running set, unless a newer fill of the same file has taken its place. */
+  function forget(fill: SharedFill): void {
+    if (running.get(fill.target.sha256) === fill) running.delete(fill.target.sha256)
   }
 
   /** Appends one upstream response's body at `fill.written`, hashing as it goes. */

@@ -75,7 +75,7 @@ describe('config.example.json', () => {
   test('shows every key the loader knows', () => {
     const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
     assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors'])
-    assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections'])
+    assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections'])
   })
 })
 
@@ -122,6 +122,8 @@ describe('the loader and the schema agree', () => {
     ['a max of 0', (config) => (config.mirrors[0].selections[0].max = 0), 'mirrors[0].selections[0].max'],
     ['an unknown metadata mode', (config) => (config.mirrors[0].metadata = 'signed'), 'mirrors[0].metadata'],
     ['an unknown publish mode', (config) => (config.mirrors[0].publish = 'newest'), 'mirrors[0].publish'],
+    ['an unknown missFailure', (config) => (config.mirrors[0].missFailure = 'close'), 'mirrors[0].missFailure'],
+    ['a missWait of 0', (config) => (config.mirrors[0].missWait = 0), 'mirrors[0].missWait'],
     ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
   ]
   for (const [what, edit, key] of rejected) {

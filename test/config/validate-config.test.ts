@@ -36,6 +36,8 @@ describe('validateConfig defaults', () => {
     assert.equal(only.keyringIsDefault, true)
     assert.equal(only.metadata, 'filtered')
     assert.equal(only.publish, 'selected')
+    assert.equal(only.missFailure, 'reset')
+    assert.equal(only.missWait, 8)
     assert.deepEqual(only.selections, [])
   })
 
@@ -100,7 +102,7 @@ describe('validateConfig rejections name the key', () => {
     ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
-    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, selections)'],
+    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, missFailure, missWait, selections)'],
     ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
     ['a non-string $schema', { $schema: 1, mirrors: [mirror()] }, 'config.json: $schema: expected a non-empty string, got 1'],
     ['listen as a string', { listen: '0.0.0.0:8080', mirrors: [mirror()] }, 'config.json: listen: expected an object, got "0.0.0.0:8080"'],
@@ -147,6 +149,8 @@ describe('validateConfig rejections name the key', () => {
     ['an empty keyring', { mirrors: [mirror({ keyring: '' })] }, 'config.json: mirrors[0].keyring: expected a non-empty string, got ""'],
     ['an unknown metadata mode', { mirrors: [mirror({ metadata: 'signed' })] }, 'config.json: mirrors[0].metadata: expected "filtered" or "upstream", got "signed"'],
     ['an unknown publish mode', { mirrors: [mirror({ publish: 'all' })] }, 'config.json: mirrors[0].publish: expected "selected" or "cached", got "all"'],
+    ['an unknown missFailure', { mirrors: [mirror({ missFailure: '502' })] }, 'config.json: mirrors[0].missFailure: expected "reset" or "503", got "502"'],
+    ['a missWait under a second', { mirrors: [mirror({ missWait: '500ms' })] }, 'config.json: mirrors[0].missWait: "500ms" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['selections as an object', { mirrors: [mirror({ selections: { filters: [] } })] }, 'config.json: mirrors[0].selections: expected a list, got {"filters":[]}'],
     ['a selection without filters', { mirrors: [mirror({ selections: [{ max: 1 }] })] }, 'config.json: mirrors[0].selections[0].filters: missing (required)'],
     ['filters as a string', { mirrors: [mirror({ selections: [{ filters: 'arch=amd64' }] })] }, 'config.json: mirrors[0].selections[0].filters: expected a list, got "arch=amd64"'],

@@ -57,7 +57,8 @@ test('disk full: clear errors or broken transfers, nothing half-written kept, ca
   if ('skip' in mounted) return t.skip(mounted.skip)
   let h: Harness | undefined
   try {
-    h = await startHarness({ dataDir: mounted.dir, tree: { sizes: { squashfs: SQUASHFS_BYTES } } })
+    // A status rather than a reset, so the test can read that the error names the cause.
+    h = await startHarness({ dataDir: mounted.dir, tree: { sizes: { squashfs: SQUASHFS_BYTES } }, mirror: { missFailure: '503' } })
     const squashfs = h.tree.items.find((i) => i.ftype === 'squashfs' && i.path.startsWith(`noble/amd64/${NEWEST}/`)) as TreeItem
     const kernel = h.tree.items.find((i) => i.item === 'boot-kernel' && i.path.startsWith(`noble/amd64/${NEWEST}/ga-`)) as TreeItem
     assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + kernel.path)).body), kernel.sha256)

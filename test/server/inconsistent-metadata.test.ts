@@ -202,6 +202,8 @@ describe('one sha256 at two sizes across mirrors sharing the store', () => {
           keyringIsDefault: false,
           metadata: 'filtered',
           publish: 'selected',
+          missFailure: 'reset',
+          missWait: 8,
           selections: selections([{ filters: ['arch=amd64', 'release~(jammy)'], max: 1 }]),
         },
       ],

@@ -215,13 +215,23 @@ describe('bad upstream bodies are never cached', () => {
     })
   }
 
-  test('upstream failing before any byte gives 503 with Retry-After', async () => {
+  test('upstream failing before any byte: 503 with Retry-After once missWait is over, with missFailure 503', async () => {
     const file = kernel(h)
+    const mirror = h.proxy.core.mirrors[0]!.config
+    // Read per request: the setting changes for this test only.
+    Object.assign(mirror, { missFailure: '503', missWait: 1 })
     h.upstream.setFault(file.path, { kind: 'status', status: 500 })
-    const response = await rawRequest(h.proxy.url, MIRROR_PATH + file.path)
-    assert.equal(response.status, 503)
-    assert.ok(Number(response.headers['retry-after']) > 0)
-    h.upstream.setFault(file.path, undefined)
+    try {
+      const requestsBefore = h.upstream.requestCount(file.path)
+      const response = await rawRequest(h.proxy.url, MIRROR_PATH + file.path)
+      assert.equal(response.status, 503)
+      assert.ok(Number(response.headers['retry-after']) > 0)
+      assert.match(response.body.toString(), /HTTP 500/)
+      assert.ok(h.upstream.requestCount(file.path) - requestsBefore > 2, 'a 5xx is retried within missWait, beyond the fill\'s own attempts')
+    } finally {
+      h.upstream.setFault(file.path, undefined)
+      Object.assign(mirror, { missFailure: 'reset', missWait: 8 })
+    }
   })
 })
 
@@ -334,7 +344,7 @@ describe('metadata', () => {
 
 describe('restart', () => {
   test('with upstream down, a restarted proxy serves its cached files and last good metadata', async () => {
-    const h = await startHarness()
+    const h = await startHarness({ mirror: { missWait: 1 } })
     try {
       const file = kernel(h)
       const first = await rawRequest(h.proxy.url, MIRROR_PATH + file.path)
@@ -349,7 +359,7 @@ describe('restart', () => {
       assert.equal(sha256(again.body), file.sha256)
       const cold = initrd(h)
       const unavailable = await rawRequest(h.proxy.url, MIRROR_PATH + cold.path)
-      assert.equal(unavailable.status, 503)
+      assert.equal(unavailable.status, 0, 'a miss upstream cannot serve is a reset connection (missFailure "reset")')
       await h.proxy.core.mirrors[0]!.refresh()
       const status = await (await fetch(`${h.proxy.url}/status`)).json() as { mirrors: Array<{ upstreamReachable: boolean; metadataError: string | null }> }
       assert.equal(status.mirrors[0]?.upstreamReachable, false)

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { openStore, type Store } from '../../src/store/store.js'
-import { VerificationError, type Fill, type FillSource, type FillTarget } from '../../src/store/fill.js'
+import { VerificationError, createFillCoordinator, type Fill, type FillSource, type FillTarget } from '../../src/store/fill.js'
 import { createFillReader } from '../../src/store/range-source.js'
 import { UpstreamError, createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js'
 import { buildUpstreamTree, fileBytes, sha256, type UpstreamTree } from '../support/upstream-tree.js'
@@ -371,6 +371,35 @@ describe('a fill', () => {
     reader.destroy()
     await fill.done
     assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+  })
+})
+
+describe('a failed fill', () => {
+  test('cannot be joined: a request that comes while the failure is still being cleaned up starts a fresh fill', async () => {
+    const { target, content } = upstreamFile()
+    upstream.setFault(target.path, { kind: 'corrupt', offset: 1234 })
+    // The moment the race needs, made certain: the failed fill is removing its
+    // temp file, exactly when a client that saw its connection break retries.
+    let joined: Fill | undefined
+    const blobs = {
+      ...store.blobs,
+      discard: async (temp: Parameters<typeof store.blobs.discard>[0]) => {
+        if (joined === undefined) {
+          upstream.setFault(target.path, undefined)
+          joined = fills.fill(target, sourceFor(upstream.url, target.path))
+        }
+        await store.blobs.discard(temp)
+      },
+    }
+    const fills = createFillCoordinator({ blobs, index: store.index, retryBaseMs: 5 })
+    const failing = fills.fill(target, sourceFor(upstream.url, target.path))
+    await assert.rejects(failing.done, VerificationError)
+    assert.ok(joined !== undefined, 'the failure removed its temp file')
+    assert.notEqual(joined, failing, 'the retry joined the fill that had failed')
+    await joined.done
+    assert.equal(joined.state, 'committed')
+    assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+    assert.equal(fills.get(target.sha256), undefined, 'the failed fill, ending after the new one started, must not drop it from the running set')
   })
 })
 

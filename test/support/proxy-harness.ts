@@ -75,6 +75,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
         keyringIsDefault: false,
         metadata: 'filtered',
         publish: 'selected',
+        missFailure: 'reset',
+        missWait: 8,
         selections: selections(groups ?? DEFAULT_SELECTIONS),
         ...mirror,
       },
