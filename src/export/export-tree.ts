@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path'
 import type { Publication } from '../mirror/publication.js'
 import { INDEX_PATH } from '../mirror/upstream-metadata.js'
 import type { PassCounts } from '../prefetch/pass-history.js'
+import { holderAlive } from '../store/store.js'
 import { formatBytes } from '../prefetch/progress-display.js'
 import { readManifest, manifestText, type ExportManifest, type ManifestEntry } from './export-manifest.js'
 import { assertExportPath, entryAt, ExportError, KEYRING_NAME, LOCK_NAME, MANIFEST_NAME, TEMP_DIR_NAME } from './export-paths.js'
@@ -125,6 +126,9 @@ function wantedFiles(options: ExportOptions): Target[] {
     const bytes = Buffer.from(body)
     return { path, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, body: bytes }
   }
+  for (const path of [KEYRING_NAME, ...publication.documents.keys()]) {
+    if (items.has(path)) throw new ExportError(`mirror ${mirror}: item path ${JSON.stringify(path)} is also the path of a metadata document or the keyring`)
+  }
   const indexJson = INDEX_PATH.replace(/\.sjson$/, '.json')
   const products: Target[] = []
   for (const [path, served] of publication.documents) {
@@ -157,7 +161,8 @@ async function plan(options: ExportOptions, manifest: ExportManifest): Promise<P
       continue
     }
     const recorded = owned !== undefined && owned.pending !== true && owned.sha256 === target.sha256
-    if (recorded && entry.size === target.size && options.verify !== true) {
+    // Documents are small and compared by content; items are trusted on size and record unless asked to verify.
+    if (recorded && entry.size === target.size && target.body === undefined && options.verify !== true) {
       ;(owned.adopted === true ? work.adopted : work.reuse).push(target)
       continue
     }
@@ -288,20 +293,10 @@ async function lock(dir: string): Promise<() => Promise<void>> {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error
     }
     const holder = (await readFile(file, 'utf8').catch(() => '')).trim()
-    const [host, pid] = holder.split(':')
-    if (host !== hostname() || pid === undefined || alive(Number(pid))) {
+    if (holder === '' || holderAlive(holder)) {
       throw new ExportError(`${dir}: another export is running (${holder || 'unknown process'}); if none is, remove ${file}`)
     }
     await rm(file, { force: true })
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
   }
 }
 

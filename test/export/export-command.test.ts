@@ -11,7 +11,8 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
+import { spawn } from 'node:child_process'
 import { join, relative } from 'node:path'
 import { runCli } from '../../src/cli/run-cli.js'
 import type { ExportSummary } from '../../src/export/export-tree.js'
@@ -85,6 +86,7 @@ async function assertTreeVerifies(dir: string): Promise<number> {
     for (const product of Object.values(parseProducts(signed.output, entry.path).products)) {
       for (const version of Object.values(product.versions)) {
         for (const item of Object.values(version.items)) {
+          assert.ok(item.path !== undefined && item.sha256 !== undefined)
           const bytes = await readFile(join(dir, item.path))
           assert.equal(bytes.length, item.size, item.path)
           assert.equal(sha256(bytes), item.sha256, item.path)
@@ -205,15 +207,82 @@ test('--copy copies and verifies; a tampered file is found by --verify and writt
   assert.ok(first)
   assert.equal((await stat(join(dir, first))).nlink, 1, 'a copy, not a link to the store')
 
-  const handle = await open(join(dir, first), 'r+')
-  await handle.write(Buffer.from('tampered'), 0, 8, 0)
-  await handle.close()
+  await overwrite(join(dir, first), 'tampered')
   const cheap = await exportJson([dir, '--copy'])
   assert.equal(cheap.reused.files, 8, 'without --verify the same size and record count as a match (documented)')
   const verified = await cli(['export', dir, '--copy', '--verify'])
   assert.equal(verified.code, 0, verified.stderr)
   assert.match(verified.stdout, new RegExp(`^replaced ${first}: it no longer matched the export record$`, 'm'))
   assert.equal(await assertTreeVerifies(dir), 8)
+})
+
+test('a proxy using a served export refuses a tampered file and a tampered products document, naming each', async () => {
+  const dir = join(work, 'tampered')
+  await exportJson([dir, '--copy'])
+  const item = 'noble/amd64/20250301/boot-kernel'
+  const kernel = h.upstream.tree.items.find((entry) => entry.path.endsWith(item.slice(item.lastIndexOf('/'))) && entry.path.startsWith('noble/amd64/20250301/'))
+  assert.ok(kernel)
+  await overwrite(join(dir, kernel.path), 'tampered')
+  const { url, server } = await serveStatic(dir)
+  const second = await startSecondProxy(url, join(dir, 'keyring.gpg'))
+  try {
+    const pass = await second.core.prefetcher.run('stable', { gc: false })
+    assert.equal(pass.result, 'failed')
+    assert.deepEqual(pass.counts.errors.map((error) => error.split(':')[0]), [kernel.path])
+    assert.match(pass.counts.errors[0] as string, /sha256/)
+    assert.equal(second.core.store.index.get(kernel.sha256), undefined, 'never stored')
+
+  } finally {
+    await second.close(0)
+  }
+  // A proxy reads a products document only when the index changes: a fresh one reads them all.
+  const products = 'streams/v1/com.ubuntu.maas:stable:v3:download.sjson'
+  const text = await readFile(join(dir, products), 'utf8')
+  await writeFile(join(dir, products), text.replace('"20250301"', '"20250399"'))
+  const third = await startSecondProxy(url, join(dir, 'keyring.gpg'))
+  try {
+    const mirror = third.core.mirrors[0]
+    assert.ok(mirror)
+    assert.equal(await mirror.publication(), undefined)
+    assert.match(mirror.metadataStatus().metadataError ?? '', /download\.sjson: signature does not match the text/)
+  } finally {
+    await third.close(0)
+    server.close()
+  }
+  // The next export puts both right: the document by content, the item once asked to verify.
+  assert.equal((await cli(['export', dir, '--copy', '--verify'])).code, 0)
+  assert.equal(await assertTreeVerifies(dir), 8)
+})
+
+async function overwrite(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'r+')
+  await handle.write(Buffer.from(text), 0, text.length, 0)
+  await handle.close()
+}
+
+test('one export per folder: a running one is refused, a crashed one\'s lock is taken over', async () => {
+  const dir = join(work, 'tree')
+  await writeFile(join(dir, '.sstream-proxy-export.lock'), `${hostname()}:${process.pid}`)
+  const refused = await cli(['export', dir])
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /another export is running \(.*\); if none is, remove .*\.sstream-proxy-export\.lock$/m)
+  const child = spawn(process.execPath, ['-e', ''])
+  await new Promise((done) => child.on('exit', done))
+  await writeFile(join(dir, '.sstream-proxy-export.lock'), `${hostname()}:${child.pid}`)
+  const taken = await cli(['export', dir])
+  assert.equal(taken.code, 0, taken.stderr)
+  await assert.rejects(stat(join(dir, '.sstream-proxy-export.lock')), { code: 'ENOENT' })
+})
+
+test('a manifest naming a path outside the folder is refused whole', async () => {
+  const dir = join(work, 'hostile')
+  await mkdir(dir, { recursive: true })
+  await writeFile(join(work, 'precious'), 'keep me\n')
+  await writeFile(join(dir, '.sstream-proxy-export.json'), JSON.stringify({ files: { '../precious': { sha256: '0'.repeat(64), size: 8 } } }))
+  const result = await cli(['export', dir])
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /\.sstream-proxy-export\.json: files: path "\.\.\/precious" has a "\.\." segment \(move it away to start a fresh export\)$/m)
+  assert.equal(await readFile(join(work, 'precious'), 'utf8'), 'keep me\n')
 })
 
 test('a file missing from the store and not fetchable stops the export before anything is written', async () => {

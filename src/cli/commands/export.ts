@@ -58,7 +58,8 @@ export const exportCommand: Command = {
         },
       }).finally(() => stop?.())
       context.stdout.write(json ? `${JSON.stringify({ fill: fill ?? null, export: summary }, null, 2)}\n` : formatSummary(summary))
-      return 0
+      // With publish: "cached" a failed fetch still leaves a consistent export (of the older versions): written, but reported.
+      return fill?.result === 'failed' ? 1 : 0
     } catch (error) {
       if (!(error instanceof ExportError)) throw error
       context.stderr.write(`${PROGRAM} export: ${error.message}\n`)
