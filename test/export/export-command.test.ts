@@ -338,3 +338,26 @@ test('usage errors exit 2: no DIR, several mirrors without --mirror, an unknown 
     await writeConfig([{ ...mirror, name: 'stable' }])
   }
 })
+
+test('with publish: "cached" the export holds what the proxy publishes: a version with a file that cannot be fetched is left out, and the exit is 1', async () => {
+  h.upstream.setTree(await buildUpstreamTree({ key: h.tree.key, versions: ['20250401'] }))
+  assert.equal((await cli(['prefetch'])).code, 0)
+  h.upstream.setTree(await buildUpstreamTree({ key: h.tree.key, versions: ['20250401', '20250501'] }))
+  const broken = 'noble/amd64/20250501/squashfs'
+  h.upstream.setFault(broken, { kind: 'status', status: 404 })
+  const mirror = { name: 'stable', path: MIRROR_PATH, upstream: h.upstream.url, keyring: h.keyringPath, selections: DEFAULT_SELECTIONS }
+  await writeConfig([{ ...mirror, publish: 'cached' }])
+  const dir = join(work, 'cached')
+  try {
+    const result = await cli(['export', dir])
+    assert.equal(result.code, 1, result.stderr)
+    assert.match(result.stderr, new RegExp(`fetch failed: ${broken}: .*HTTP 404`))
+    assert.equal(await assertTreeVerifies(dir), 8)
+    const written = await listTree(dir)
+    assert.ok(written.includes('noble/amd64/20250401/squashfs'), 'the older complete version')
+    assert.ok(!written.some((path) => path.startsWith('noble/amd64/20250501/')), 'nothing of the incomplete one')
+  } finally {
+    h.upstream.setFault(broken, undefined)
+    await writeConfig([mirror])
+  }
+})
