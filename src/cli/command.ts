@@ -20,6 +20,15 @@ export interface CommandOption {
 
 export interface CommandArgs {
   values: { [name: string]: string | boolean | (string | boolean)[] | undefined }
+  /** The command's positional arguments, one per entry of `Command.arguments` (all present). */
+  positionals?: string[]
+}
+
+/** A required positional argument, e.g. `DIR`. */
+export interface CommandArgument {
+  name: string
+  /** One line for `--help`. */
+  description: string
 }
 
 /** Where a command writes; `process.stdout` and `process.stderr` fit. */
@@ -44,6 +53,8 @@ export interface Command {
   /** The synopsis after the program name, e.g. `keygen [--force]`. */
   usage: string
   options: { [name: string]: CommandOption }
+  /** Required positional arguments, in order; a command without them takes none. */
+  arguments?: readonly CommandArgument[]
   /** Resolves to the exit status. Throw `UsageError` for bad input (exit 2). */
   run(args: CommandArgs, context: CommandContext): Promise<number>
 }

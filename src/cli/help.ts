@@ -33,10 +33,18 @@ export function formatCommandHelp(command: Command): string {
     '',
     `${command.summary[0]?.toUpperCase() ?? ''}${command.summary.slice(1)}.`,
     '',
+    ...formatArguments(command),
     'Options:',
     ...formatOptions({ ...command.options, ...COMMON_OPTIONS }),
     '',
   ].join('\n')
+}
+
+function formatArguments(command: Command): string[] {
+  const args = command.arguments ?? []
+  if (args.length === 0) return []
+  const width = Math.max(...args.map((arg) => arg.name.length))
+  return ['Arguments:', ...args.map((arg) => `  ${arg.name.padEnd(width)}  ${arg.description}`), '']
 }
 
 function formatOptions(options: { [name: string]: CommandOption }): string[] {

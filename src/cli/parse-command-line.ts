@@ -50,22 +50,33 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
   if (command === undefined) {
     throw new UsageError(`unknown command "${name}" (see ${PROGRAM} --help)`)
   }
-  const values = parseCommandOptions(command, [...leading, ...argv.slice(index + 1)])
+  const { values, positionals } = parseCommandOptions(command, [...leading, ...argv.slice(index + 1)])
   const configPath = values.config as string | undefined
   if (configPath === '') {
     throw new UsageError(`${command.name}: option --config needs a value (see ${PROGRAM} ${command.name} --help)`)
   }
-  return { kind: 'command', command, args: { values }, help: values.help === true, configPath }
+  const help = values.help === true
+  const expected = command.arguments ?? []
+  const missing = expected[positionals.length]
+  if (!help && missing !== undefined) {
+    throw new UsageError(`${command.name}: missing ${missing.name} (see ${PROGRAM} ${command.name} --help)`)
+  }
+  return { kind: 'command', command, args: { values, positionals }, help, configPath }
 }
 
-function parseCommandOptions(command: Command, args: string[]): CommandArgs['values'] {
+function parseCommandOptions(command: Command, args: string[]): Required<CommandArgs> {
   const options: NonNullable<ParseArgsConfig['options']> = {}
   for (const [name, { type, short, multiple }] of Object.entries({ ...command.options, ...COMMON_OPTIONS })) {
     options[name] = { type, ...(short === undefined ? {} : { short }), ...(multiple === undefined ? {} : { multiple }) }
   }
+  const expected = command.arguments?.length ?? 0
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values
+    const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: expected > 0 })
+    const extra = positionals[expected]
+    if (extra !== undefined) throw new UsageError(`${command.name}: unexpected argument "${extra}" (see ${PROGRAM} ${command.name} --help)`)
+    return { values, positionals }
   } catch (error) {
+    if (error instanceof UsageError) throw error
     throw new UsageError(`${command.name}: ${describeParseError(error)} (see ${PROGRAM} ${command.name} --help)`)
   }
 }

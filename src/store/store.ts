@@ -138,7 +138,7 @@ function withoutRepeats(report: (message: string) => void, quietMs: number): (me
  * running. On this host a dead pid settles it at once, so a restart right
  * after a crash cleans up; elsewhere, or for a live pid, the lease's expiry does.
  */
-function holderAlive(owner: string | undefined): boolean {
+export function holderAlive(owner: string | undefined): boolean {
   if (owner === undefined) return false
   const [host, pid] = owner.split(':')
   if (host !== hostname()) return true
