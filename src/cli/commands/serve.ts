@@ -1,12 +1,18 @@
 /**
  * `sstream-proxy serve`: the HTTP proxy (and, once configured, its scheduled
  * prefetch) until SIGTERM or SIGINT, which stop accepting connections, let
- * running transfers finish for a few seconds, and exit 0.
+ * running transfers finish for a few seconds, and exit 0. SIGHUP re-reads the
+ * configuration file and puts it in force without dropping a connection; a
+ * file with a mistake is refused with its one-line message in the log, and the
+ * running configuration stays.
  */
 
 import { access, constants, mkdir } from 'node:fs/promises'
 import { batchedWriter, createLogger } from '../../log/logger.js'
-import { startProxy } from '../../runtime.js'
+import { ConfigError } from '../../config/load-config.js'
+import type { Logger } from '../../log/logger.js'
+import { startProxy, type RunningProxy } from '../../runtime.js'
+import type { Config } from '../../config/types.js'
 import { UsageError, type Command } from '../command.js'
 import { readVersion } from '../run-cli.js'
 
@@ -24,10 +30,13 @@ export const serveCommand: Command = {
     const log = createLogger({ json: context.stdout.isTTY !== true, write: batchedWriter(context.stdout) })
     log.info('configuration', { source: config.source })
     const proxy = await startProxy(config, { log, version: await readVersion() })
+    const onHangup = () => void reloadConfig(proxy, context.loadConfig, log)
+    process.on('SIGHUP', onHangup)
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'))
       process.once('SIGINT', () => resolve('SIGINT'))
     })
+    process.off('SIGHUP', onHangup)
     log.info('stopping', { signal, drainSeconds: DRAIN_MS / 1000 })
     await proxy.close(DRAIN_MS)
     log.info('stopped')
@@ -42,5 +51,19 @@ export async function assertWritable(dataDir: string): Promise<void> {
     await access(dataDir, constants.W_OK | constants.R_OK)
   } catch (error) {
     throw new UsageError(`dataDir ${dataDir} is not writable: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+}
+
+/** SIGHUP: the configuration file read again and put in force, or refused with its one-line message. */
+export async function reloadConfig(proxy: RunningProxy, load: () => Promise<Config>, log: Logger): Promise<boolean> {
+  log.info('reloading configuration')
+  try {
+    await proxy.reload(await load())
+    return true
+  } catch (error) {
+    // Whatever went wrong, the signal must not take the server down.
+    const message = error instanceof ConfigError ? error.message : `cannot reload: ${(error as Error).message}`
+    log.error('configuration refused, the running one stays in force', { error: message })
+    return false
   }
 }
