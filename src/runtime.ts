@@ -10,6 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https'
 import { getRequestListener } from '@hono/node-server'
 import { readTlsFiles } from './config/tls-files.js'
+import { ConfigError } from './config/validate-config.js'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
@@ -287,5 +288,24 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       clearTimeout(timer)
       await core.close()
     },
+  }
+}
+
+/**
+ * SIGHUP's work: the configuration loaded again and put in force, or refused
+ * with its one-line message in the log while the running one stays. Resolves
+ * to whether the new configuration is in force; never rejects, since a signal
+ * must not take the server down.
+ */
+export async function reloadConfig(proxy: RunningProxy, load: () => Promise<Config>): Promise<boolean> {
+  const { log } = proxy.core
+  log.info('reloading configuration')
+  try {
+    await proxy.reload(await load())
+    return true
+  } catch (error) {
+    const message = error instanceof ConfigError ? error.message : `cannot reload: ${(error as Error).message}`
+    log.error('configuration refused, the running one stays in force', { error: message })
+    return false
   }
 }

@@ -9,10 +9,7 @@
 
 import { access, constants, mkdir } from 'node:fs/promises'
 import { batchedWriter, createLogger } from '../../log/logger.js'
-import { ConfigError } from '../../config/load-config.js'
-import type { Logger } from '../../log/logger.js'
-import { startProxy, type RunningProxy } from '../../runtime.js'
-import type { Config } from '../../config/types.js'
+import { reloadConfig, startProxy } from '../../runtime.js'
 import { UsageError, type Command } from '../command.js'
 import { readVersion } from '../run-cli.js'
 
@@ -30,7 +27,7 @@ export const serveCommand: Command = {
     const log = createLogger({ json: context.stdout.isTTY !== true, write: batchedWriter(context.stdout) })
     log.info('configuration', { source: config.source })
     const proxy = await startProxy(config, { log, version: await readVersion() })
-    const onHangup = () => void reloadConfig(proxy, context.loadConfig, log)
+    const onHangup = () => void reloadConfig(proxy, context.loadConfig)
     process.on('SIGHUP', onHangup)
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'))
@@ -51,19 +48,5 @@ export async function assertWritable(dataDir: string): Promise<void> {
     await access(dataDir, constants.W_OK | constants.R_OK)
   } catch (error) {
     throw new UsageError(`dataDir ${dataDir} is not writable: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
-  }
-}
-
-/** SIGHUP: the configuration file read again and put in force, or refused with its one-line message. */
-export async function reloadConfig(proxy: RunningProxy, load: () => Promise<Config>, log: Logger): Promise<boolean> {
-  log.info('reloading configuration')
-  try {
-    await proxy.reload(await load())
-    return true
-  } catch (error) {
-    // Whatever went wrong, the signal must not take the server down.
-    const message = error instanceof ConfigError ? error.message : `cannot reload: ${(error as Error).message}`
-    log.error('configuration refused, the running one stays in force', { error: message })
-    return false
   }
 }
