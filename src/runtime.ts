@@ -6,13 +6,16 @@
  */
 
 import type { AddressInfo } from 'node:net'
-import type { Server } from 'node:http'
-import { createServer } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https'
 import { getRequestListener } from '@hono/node-server'
+import { readTlsFiles } from './config/tls-files.js'
+import { ConfigError } from './config/validate-config.js'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
+import { createAccessControl } from './server/access-control.js'
 import { createApp } from './server/create-app.js'
 import { createMetadataFastPath } from './server/metadata-fast-path.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
@@ -22,6 +25,7 @@ import { VerificationError } from './store/fill.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
+  /** The configuration in force; replaced, with `mirrors` and `prefetcher`, by `reconfigure`. */
   config: Config
   store: Store
   client: UpstreamClient
@@ -31,6 +35,14 @@ export interface ProxyCore {
   prefetcher: Prefetcher
   traffic: Traffic
   log: Logger
+  /**
+   * Puts a new configuration in force: new mirrors and a new prefetcher, built
+   * by the same factories, swapped in together; then the old prefetcher is
+   * stopped (the new one is left for the caller to start). The store, its fills
+   * and the upstream client are kept: `dataDir` and `signingKey` stay as they
+   * were (the caller says a restart is needed).
+   */
+  reconfigure(config: Config): Promise<void>
   /** Stops the prefetcher, then closes the store and the client. */
   close(): Promise<void>
 }
@@ -79,52 +91,77 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   log.info('store opened', { dataDir: config.dataDir, ...startup })
   const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
-  mirrors = config.mirrors.map((mirror) =>
-    createMirror({
-      config: mirror,
+  const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
+    const built = settings.mirrors.map((mirror) =>
+      createMirror({
+        config: mirror,
+        client,
+        signingKey,
+        dataDir: settings.dataDir,
+        metadataTtlSeconds: settings.metadataTtl,
+        log,
+        isStored,
+        storedSize: (sha256) => store.index.get(sha256)?.size,
+        unavailableRetryMs: options.metadataUnavailableRetryMs,
+      }),
+    )
+    await Promise.all(built.map((mirror) => mirror.start()))
+    return built
+  }
+  const buildPrefetcher = (settings: Config, forMirrors: Mirror[]): Prefetcher =>
+    createPrefetcher({
+      mirrors: forMirrors,
+      store,
       client,
-      signingKey,
-      dataDir: config.dataDir,
-      metadataTtlSeconds: config.metadataTtl,
+      settings: settings.prefetch,
       log,
-      isStored,
-      storedSize: (sha256) => store.index.get(sha256)?.size,
-      unavailableRetryMs: options.metadataUnavailableRetryMs,
-    }),
-  )
-  await Promise.all(mirrors.map((mirror) => mirror.start()))
-  const prefetcher = createPrefetcher({
-    mirrors,
-    store,
-    client,
-    settings: config.prefetch,
-    log,
-    attempts: options.prefetchAttempts,
-    retryBaseMs: options.prefetchRetryBaseMs ?? options.fillRetryBaseMs,
-    leaseTtlMs: options.leaseTtlMs,
-  })
-  return {
+      attempts: options.prefetchAttempts,
+      retryBaseMs: options.prefetchRetryBaseMs ?? options.fillRetryBaseMs,
+      leaseTtlMs: options.leaseTtlMs,
+    })
+  mirrors = await buildMirrors(config)
+  const core: ProxyCore = {
     config,
     store,
     client,
     signingKey,
     mirrors,
-    prefetcher,
+    prefetcher: buildPrefetcher(config, mirrors),
     traffic,
     log,
+    async reconfigure(next) {
+      const settings = { ...next, dataDir: core.config.dataDir, signingKey: core.config.signingKey }
+      const built = await buildMirrors(settings)
+      const previous = core.prefetcher
+      // One synchronous step: no request or commit sees new mirrors with the old configuration.
+      mirrors = built
+      core.config = settings
+      core.mirrors = built
+      core.prefetcher = buildPrefetcher(settings, built)
+      await previous.stop()
+    },
     async close() {
-      await prefetcher.stop()
+      await core.prefetcher.stop()
       await store.close()
       client.close()
     },
   }
+  return core
 }
 
 export interface RunningProxy {
   core: ProxyCore
-  server: Server
-  /** `http://host:port` the server listens on. */
+  server: HttpServer | HttpsServer
+  /** `http://host:port` (or `https://`) the server listens on. */
   url: string
+  /**
+   * Puts a new configuration in force without dropping a connection (SIGHUP):
+   * mirrors, selections, prefetch, allowlists and the TLS certificate. Keys that
+   * need a restart keep their running values and are named in the log. Throws
+   * `ConfigError` for TLS files that cannot be used, with the old configuration
+   * still in force.
+   */
+  reload(config: Config): Promise<void>
   /** Stops accepting, lets running transfers end (up to `graceMs`), then closes the store. */
   close(graceMs?: number): Promise<void>
 }
@@ -135,27 +172,62 @@ export interface StartProxyOptions extends CoreOptions {
   sendStallTimeoutMs?: number
 }
 
+type RequestListener = (request: IncomingMessage, response: ServerResponse) => void
+
+/** Keys read only when the server starts: a reload that changes them is logged and ignored. */
+const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
+  ['listen.host', (config) => config.listen.host],
+  ['listen.port', (config) => config.listen.port],
+  ['listen.tls', (config) => config.listen.tls !== undefined],
+  ['dataDir', (config) => config.dataDir],
+  ['signingKey', (config) => config.signingKey],
+]
+
 export async function startProxy(config: Config, options: StartProxyOptions): Promise<RunningProxy> {
+  // Read before anything opens: a bad certificate must not leave a store open behind it.
+  const tlsFiles = config.listen.tls === undefined ? undefined : await readTlsFiles(config.listen.tls, config.source)
   const core = await openCore(config, options)
-  const app = createApp({
-    version: options.version,
-    startedAt: Date.now(),
-    mirrors: core.mirrors,
-    store: core.store,
-    client: core.client,
-    signingKey: core.signingKey,
-    traffic: core.traffic,
-    log: core.log,
-    prefetchStatus: (mirror) => core.prefetcher.status(mirror),
-    sendStallTimeoutMs: options.sendStallTimeoutMs,
-  })
+  const startedAt = Date.now()
+  let configLoaded = startedAt
+  /** The listener for the configuration in force: the access check, the metadata fast path, then the app. */
+  const buildListener = (): RequestListener => {
+    const app = createApp({
+      version: options.version,
+      startedAt,
+      configLoaded,
+      mirrors: core.mirrors,
+      store: core.store,
+      client: core.client,
+      signingKey: core.signingKey,
+      traffic: core.traffic,
+      log: core.log,
+      prefetchStatus: (mirror) => core.prefetcher.status(mirror),
+      sendStallTimeoutMs: options.sendStallTimeoutMs,
+    })
+    const answerWithApp = getRequestListener(app.fetch)
+    const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
+    const refuseUnlisted = createAccessControl({ ...core.config.listen, traffic: core.traffic, log: core.log })
+    return (request, response) => {
+      if (refuseUnlisted(request, response)) return
+      if (!metadataFastPath(request, response)) void answerWithApp(request, response)
+    }
+  }
+  // Rebuilt for the first request after `core.reconfigure` swaps the configuration;
+  // requests already in progress keep the listener (and mirrors) they started with.
+  let listener = buildListener()
+  let listenerFor = core.config
   // Node enforces headersTimeout only when it checks its connections, every
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
-  const answerWithApp = getRequestListener(app.fetch)
-  const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
-  const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
-    if (!metadataFastPath(request, response)) void answerWithApp(request, response)
-  })
+  const serverOptions = { connectionsCheckingInterval: 1_000 }
+  const answer: RequestListener = (request, response) => {
+    if (listenerFor !== core.config) {
+      listener = buildListener()
+      listenerFor = core.config
+    }
+    listener(request, response)
+  }
+  const server =
+    tlsFiles === undefined ? createHttpServer(serverOptions, answer) : createHttpsServer({ ...serverOptions, ...tlsFiles }, answer)
   // Slow or idle clients must not hold sockets forever (slowloris).
   server.headersTimeout = 20_000
   server.requestTimeout = 0
@@ -169,15 +241,46 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   })
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host}:${address.port}`
-  core.log.info('listening', { url, mirrors: config.mirrors.map((mirror) => `${mirror.name}=${mirror.path}`).join(',') })
+  const url = `${tlsFiles === undefined ? 'http' : 'https'}://${host}:${address.port}`
+  const describeMirrors = () => core.mirrors.map((mirror) => `${mirror.config.name}=${mirror.config.path}`).join(',')
+  core.log.info('listening', { url, mirrors: describeMirrors() })
   for (const mirror of core.mirrors) void mirror.publication()
   core.prefetcher.start()
+
+  // One reload at a time: a second SIGHUP waits for the first to be in force.
+  let reloads = Promise.resolve()
+  const reload = async (next: Config): Promise<void> => {
+    const running = core.config
+    const nextTls = next.listen.tls
+    // The only step that can fail once the file is loaded: taken before anything is swapped.
+    const nextTlsFiles = nextTls === undefined || tlsFiles === undefined ? undefined : await readTlsFiles(nextTls, next.source)
+    const kept = RESTART_ONLY.filter(([, read]) => read(next) !== read(running)).map(([key]) => key)
+    if (kept.length > 0) core.log.warn('restart needed to change', { keys: kept.join(','), source: next.source })
+    const { host: _host, port: _port, tls: _tls, ...access } = next.listen
+    const listen = { host: running.listen.host, port: running.listen.port, ...access, ...(running.listen.tls && { tls: nextTls ?? running.listen.tls }) }
+    const previousLoaded = configLoaded
+    configLoaded = Date.now()
+    try {
+      await core.reconfigure({ ...next, listen })
+    } catch (error) {
+      configLoaded = previousLoaded
+      throw error
+    }
+    if (nextTlsFiles !== undefined && server instanceof HttpsServer) server.setSecureContext(nextTlsFiles)
+    core.log.info('configuration reloaded', { source: next.source, mirrors: describeMirrors() })
+    for (const mirror of core.mirrors) void mirror.publication()
+    core.prefetcher.start()
+  }
 
   return {
     core,
     server,
     url,
+    reload(next) {
+      const done = reloads.then(() => reload(next))
+      reloads = done.catch(() => undefined)
+      return done
+    },
     async close(graceMs = 10_000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
@@ -186,5 +289,24 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       clearTimeout(timer)
       await core.close()
     },
+  }
+}
+
+/**
+ * SIGHUP's work: the configuration loaded again and put in force, or refused
+ * with its one-line message in the log while the running one stays. Resolves
+ * to whether the new configuration is in force; never rejects, since a signal
+ * must not take the server down.
+ */
+export async function reloadConfig(proxy: RunningProxy, load: () => Promise<Config>): Promise<boolean> {
+  const { log } = proxy.core
+  log.info('reloading configuration')
+  try {
+    await proxy.reload(await load())
+    return true
+  } catch (error) {
+    const message = error instanceof ConfigError ? error.message : `cannot reload: ${(error as Error).message}`
+    log.error('configuration refused, the running one stays in force', { error: message })
+    return false
   }
 }

@@ -10,6 +10,7 @@ import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import type { Config } from './types.js'
 import { BUILT_IN_CONFIG, STOCK_KEYRING_PACKAGE } from './defaults.js'
 import { ConfigError, validateConfig } from './validate-config.js'
+import { readTlsFiles } from './tls-files.js'
 
 export { ConfigError } from './validate-config.js'
 
@@ -63,6 +64,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Confi
   }
   const config = validateConfig(parseJson(text, source), { source, baseDir: dirname(location.path) })
   await checkKeyrings(config)
+  if (config.listen.tls !== undefined) await readTlsFiles(config.listen.tls, config.source)
   return config
 }
 

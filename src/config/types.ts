@@ -42,8 +42,19 @@ export interface PrefetchConfig {
   concurrency: number
 }
 
+export interface ListenConfig {
+  host: string
+  port: number
+  /** Absolute paths of the PEM certificate chain and key; present, the server speaks https. */
+  tls?: { cert: string; key: string }
+  /** Addresses and CIDRs that may fetch metadata and files; undefined allows everyone. */
+  allow?: string[]
+  /** Addresses and CIDRs that may read /status and /metrics; undefined uses `allow`. */
+  allowStatus?: string[]
+}
+
 export interface Config {
-  listen: { host: string; port: number }
+  listen: ListenConfig
   /** Absolute. */
   dataDir: string
   /** Absolute path of the proxy's armored private key. */

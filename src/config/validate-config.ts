@@ -1,14 +1,22 @@
 /**
- * Checks a parsed configuration file (or the built-in default) key by key and
- * turns it into a `Config`: defaults applied, paths absolute, durations in
- * seconds, filters parsed. The first problem found is thrown as a `ConfigError`
- * whose one-line message names the source and the key.
+ * Turns a parsed configuration file (or the built-in default) into a `Config`.
+ * `config.schema.json` is the single source of truth for the file's shape: it
+ * is checked with ajv first, and its first error becomes a one-line
+ * `ConfigError` naming the source and the key. What a schema cannot say is
+ * checked after it, in small functions: durations a timer can hold, regular
+ * expressions in filters, CIDR syntax, mirrors that do not clash. The same
+ * functions explain a value that fails a schema pattern, so that a bad path or
+ * duration gets a specific reason rather than the pattern it missed. Files
+ * that must exist (keyrings, TLS files) are checked by `loadConfig`.
  */
 
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
-import { FilterSyntaxError, parseFilter } from '../streams/filter.js'
-import type { Config, MirrorConfig, SelectionConfig } from './types.js'
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
+import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
+import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
+import type { Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
 
@@ -28,18 +36,53 @@ export class ConfigError extends Error {
 export interface ValidateConfigOptions {
   /** Named in messages and kept as `Config.source`. */
   source: string
-  /** Relative paths (dataDir, signingKey, keyring) resolve against it. */
+  /** Relative paths (dataDir, signingKey, keyring, TLS files) resolve against it. */
   baseDir: string
 }
 
-const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors']
-const LISTEN_KEYS = ['host', 'port']
-const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency']
-const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections']
-const SELECTION_KEYS = ['filters', 'max']
-const METADATA_MODES = ['filtered', 'upstream'] as const
-const PUBLISH_MODES = ['selected', 'cached'] as const
-const MISS_FAILURES = ['reset', '503'] as const
+/** The file's shape once the schema has accepted it. */
+interface ConfigFile {
+  listen?: { host?: string; port?: number; tls?: { cert: string; key: string }; allow?: string[]; allowStatus?: string[] }
+  dataDir?: string
+  signingKey?: string
+  metadataTtl?: string | number
+  prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number }
+  mirrors: MirrorFile[]
+}
+
+interface MirrorFile {
+  name: string
+  path: string
+  upstream: string
+  keyring?: string
+  metadata?: MetadataMode
+  publish?: PublishMode
+  missFailure?: MissFailure
+  missWait?: string | number
+  selections?: Array<{ filters: string[]; max?: number }>
+}
+
+/** A node of the schema, as far as error messages read it. */
+interface SchemaNode {
+  type?: string
+  properties?: Record<string, SchemaNode>
+  enum?: unknown[]
+  minimum?: number
+  maximum?: number
+  minLength?: number
+  minItems?: number
+  $defs?: Record<string, SchemaNode>
+  items?: SchemaNode
+}
+
+type Fail = (key: string, problem: string) => never
+
+// The schema sits next to package.json, both in a checkout (src/config/) and once built (dist/config/).
+const SCHEMA = JSON.parse(readFileSync(new URL('../../config.schema.json', import.meta.url), 'utf8')) as SchemaNode
+// verbose: errors carry the failing value and the schema node, which the messages quote.
+// Without allErrors ajv stops at the first problem, as the messages report one.
+const matchesSchema = new Ajv2020({ strict: true, verbose: true }).compile<ConfigFile>(SCHEMA)
+
 // Node's timers hold at most 2^31 - 1 ms (24.8 days).
 const MAX_DURATION_SECONDS = 24 * 86_400
 
@@ -55,43 +98,40 @@ const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z
 
 /** Validates a parsed configuration, throwing `ConfigError` at the first problem. */
 export function validateConfig(raw: unknown, options: ValidateConfigOptions): Config {
-  const check = new Checker(options.source)
-  const top = check.object(raw, '', TOP_KEYS)
-  if (top.$schema !== undefined) {
-    check.string(top.$schema, '$schema')
+  const fail: Fail = (key, problem) => {
+    throw new ConfigError(options.source, key, problem)
   }
+  if (!matchesSchema(raw)) explainSchemaError(matchesSchema.errors?.at(-1), fail)
+  const file = raw as ConfigFile
 
-  const listen = check.object(orDefault(top.listen, {}), 'listen', LISTEN_KEYS)
-  const host = check.string(orDefault(listen.host, DEFAULTS.listen.host), 'listen.host')
-  if (isIP(host) === 0 && !HOST_NAME.test(host)) {
-    check.fail('listen.host', `${describeValue(host)} is not a host name or IP address`)
-  }
-  const port = check.integer(orDefault(listen.port, DEFAULTS.listen.port), 'listen.port', 0, 65535)
+  const listen = file.listen ?? {}
+  const host = listen.host ?? DEFAULTS.listen.host
+  if (isIP(host) === 0 && !HOST_NAME.test(host)) fail('listen.host', `${describeValue(host)} is not a host name or IP address`)
+  const port = listen.port ?? DEFAULTS.listen.port
+  listen.allow?.forEach((rule, index) => checkAddressRule(rule, `listen.allow[${index}]`, fail))
+  listen.allowStatus?.forEach((rule, index) => checkAddressRule(rule, `listen.allowStatus[${index}]`, fail))
+  const tls = listen.tls && { cert: resolve(options.baseDir, listen.tls.cert), key: resolve(options.baseDir, listen.tls.key) }
 
-  const dataDir = resolve(options.baseDir, check.string(orDefault(top.dataDir, DEFAULTS.dataDir), 'dataDir'))
-  const signingKey =
-    top.signingKey === undefined
-      ? resolve(dataDir, SIGNING_KEY_FILE)
-      : resolve(options.baseDir, check.string(top.signingKey, 'signingKey'))
-  const metadataTtl = check.duration(orDefault(top.metadataTtl, DEFAULTS.metadataTtl), 'metadataTtl')
+  const dataDir = resolve(options.baseDir, file.dataDir ?? DEFAULTS.dataDir)
+  const signingKey = file.signingKey === undefined ? resolve(dataDir, SIGNING_KEY_FILE) : resolve(options.baseDir, file.signingKey)
+  const metadataTtl = checkDuration(file.metadataTtl ?? DEFAULTS.metadataTtl, 'metadataTtl', fail)
 
-  const prefetch = check.object(orDefault(top.prefetch, {}), 'prefetch', PREFETCH_KEYS)
-  const onStart = check.boolean(orDefault(prefetch.onStart, DEFAULTS.prefetch.onStart), 'prefetch.onStart')
-  const interval = check.duration(orDefault(prefetch.interval, DEFAULTS.prefetch.interval), 'prefetch.interval')
-  const concurrency = check.integer(orDefault(prefetch.concurrency, DEFAULTS.prefetch.concurrency), 'prefetch.concurrency', 1, 64)
+  const prefetch = file.prefetch ?? {}
+  const onStart = prefetch.onStart ?? DEFAULTS.prefetch.onStart
+  const interval = checkDuration(prefetch.interval ?? DEFAULTS.prefetch.interval, 'prefetch.interval', fail)
+  const concurrency = prefetch.concurrency ?? DEFAULTS.prefetch.concurrency
 
-  if (top.mirrors === undefined) {
-    check.fail('mirrors', 'missing (at least one mirror is required)')
-  }
-  const rawMirrors = check.array(top.mirrors, 'mirrors')
-  if (rawMirrors.length === 0) {
-    check.fail('mirrors', 'empty (at least one mirror is required)')
-  }
-  const mirrors = rawMirrors.map((value, index) => validateMirror(check, value, `mirrors[${index}]`, options.baseDir))
-  checkMirrorsApart(check, mirrors)
+  const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, options.baseDir, fail))
+  checkMirrorsApart(mirrors, fail)
 
   return {
-    listen: { host, port },
+    listen: {
+      host,
+      port,
+      ...(tls && { tls }),
+      ...(listen.allow && { allow: listen.allow }),
+      ...(listen.allowStatus && { allowStatus: listen.allowStatus }),
+    },
     dataDir,
     signingKey,
     metadataTtl,
@@ -101,100 +141,109 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   }
 }
 
-function validateMirror(check: Checker, value: unknown, key: string, baseDir: string): MirrorConfig {
-  const mirror = check.object(value, key, MIRROR_KEYS)
-  const name = check.string(check.required(mirror, 'name', key), `${key}.name`)
-  if (!MIRROR_NAME.test(name)) {
-    check.fail(`${key}.name`, `${describeValue(name)} may only contain letters, digits, ".", "_" and "-"`)
-  }
-  const path = checkMirrorPath(check, check.string(check.required(mirror, 'path', key), `${key}.path`), `${key}.path`)
-  const upstream = checkUpstream(check, check.string(check.required(mirror, 'upstream', key), `${key}.upstream`), `${key}.upstream`)
-  const keyring =
-    mirror.keyring === undefined ? STOCK_KEYRING : resolve(baseDir, check.string(mirror.keyring, `${key}.keyring`))
-  const metadata = check.oneOf(orDefault(mirror.metadata, DEFAULTS.mirror.metadata), `${key}.metadata`, METADATA_MODES)
-  const publish = check.oneOf(orDefault(mirror.publish, DEFAULTS.mirror.publish), `${key}.publish`, PUBLISH_MODES)
-  const missFailure = check.oneOf(orDefault(mirror.missFailure, DEFAULTS.mirror.missFailure), `${key}.missFailure`, MISS_FAILURES)
-  const missWait = check.duration(orDefault(mirror.missWait, DEFAULTS.mirror.missWait), `${key}.missWait`)
-  const selections = check
-    .array(orDefault(mirror.selections, []), `${key}.selections`)
-    .map((selection, index) => validateSelection(check, selection, `${key}.selections[${index}]`))
-  // The stock keyring may be missing even when named explicitly (config.example.json
-  // names it): the server then says how to install it instead of refusing to start.
-  return { name, path, upstream, keyring, keyringIsDefault: keyring === STOCK_KEYRING, metadata, publish, missFailure, missWait, selections }
-}
-
-function validateSelection(check: Checker, value: unknown, key: string): SelectionConfig {
-  const selection = check.object(value, key, SELECTION_KEYS)
-  const filters = check.array(check.required(selection, 'filters', key), `${key}.filters`).map((filter, index) => {
-    const filterKey = `${key}.filters[${index}]`
-    try {
-      return parseFilter(check.string(filter, filterKey))
-    } catch (error) {
-      if (error instanceof FilterSyntaxError) {
-        check.fail(filterKey, error.message)
-      }
-      throw error
-    }
+function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: Fail): MirrorConfig {
+  const keyring = mirror.keyring === undefined ? STOCK_KEYRING : resolve(baseDir, mirror.keyring)
+  const selections = (mirror.selections ?? []).map((selection, index): SelectionConfig => {
+    const filters = selection.filters.map((filter, at) => checkFilter(filter, `${key}.selections[${index}].filters[${at}]`, fail))
+    return selection.max === undefined ? { filters } : { filters, max: selection.max }
   })
-  if (selection.max === undefined) {
-    return { filters }
+  return {
+    name: mirror.name,
+    path: mirror.path,
+    upstream: checkUpstream(mirror.upstream, `${key}.upstream`, fail),
+    keyring,
+    // The stock keyring may be missing even when named explicitly (config.example.json
+    // names it): the server then says how to install it instead of refusing to start.
+    keyringIsDefault: keyring === STOCK_KEYRING,
+    metadata: mirror.metadata ?? DEFAULTS.mirror.metadata,
+    publish: mirror.publish ?? DEFAULTS.mirror.publish,
+    missFailure: mirror.missFailure ?? DEFAULTS.mirror.missFailure,
+    missWait: checkDuration(mirror.missWait ?? DEFAULTS.mirror.missWait, `${key}.missWait`, fail),
+    selections,
   }
-  return { filters, max: check.integer(selection.max, `${key}.max`, 1, Number.MAX_SAFE_INTEGER) }
 }
 
-function checkMirrorPath(check: Checker, path: string, key: string): string {
+/**
+ * Every configured duration is at least a second (shorter would hammer
+ * upstream) and at most 24 days: Node runs a longer timer after 1 ms, which
+ * would start prefetch passes back to back.
+ */
+function checkDuration(value: unknown, key: string, fail: Fail): number {
+  let seconds: number
+  try {
+    seconds = parseDuration(value)
+  } catch (error) {
+    if (error instanceof DurationSyntaxError) fail(key, error.message)
+    throw error
+  }
+  if (seconds < 1) fail(key, `${describeValue(value)} is too short (at least 1s)`)
+  if (seconds > MAX_DURATION_SECONDS) fail(key, `${describeValue(value)} is too long (at most 24d)`)
+  return seconds
+}
+
+function checkFilter(value: unknown, key: string, fail: Fail): Filter {
+  try {
+    return parseFilter(String(value))
+  } catch (error) {
+    if (error instanceof FilterSyntaxError) fail(key, error.message)
+    throw error
+  }
+}
+
+function checkAddressRule(value: unknown, key: string, fail: Fail): void {
+  try {
+    parseAddressRule(String(value))
+  } catch (error) {
+    if (error instanceof AddressRuleError) fail(key, error.message)
+    throw error
+  }
+}
+
+function checkMirrorName(value: unknown, key: string, fail: Fail): void {
+  if (!MIRROR_NAME.test(String(value))) fail(key, `${describeValue(value)} may only contain letters, digits, ".", "_" and "-"`)
+}
+
+function checkMirrorPath(value: unknown, key: string, fail: Fail): void {
+  const path = String(value)
   const quoted = describeValue(path)
-  if (!path.startsWith('/') || !path.endsWith('/')) {
-    check.fail(key, `${quoted} must start and end with "/"`)
-  }
+  if (!path.startsWith('/') || !path.endsWith('/')) fail(key, `${quoted} must start and end with "/"`)
   if (path === '/') {
-    check.fail(key, `"/" alone would hide the proxy's own routes; use a prefix such as "/maas/images/ephemeral-v3/stable/"`)
+    fail(key, `"/" alone would hide the proxy's own routes; use a prefix such as "/maas/images/ephemeral-v3/stable/"`)
   }
-  if (path.includes('//')) {
-    check.fail(key, `${quoted} must not contain "//"`)
-  }
-  if (path.split('/').some((segment) => segment === '.' || segment === '..')) {
-    check.fail(key, `${quoted} must not contain "." or ".." segments`)
-  }
+  if (path.includes('//')) fail(key, `${quoted} must not contain "//"`)
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) fail(key, `${quoted} must not contain "." or ".." segments`)
   if (!MIRROR_PATH_CHARS.test(path)) {
-    check.fail(key, `${quoted} may only contain letters, digits, ".", "_", "~", "-" and "/" (no "%", "\\" or spaces)`)
+    fail(key, `${quoted} may only contain letters, digits, ".", "_", "~", "-" and "/" (no "%", "\\" or spaces)`)
   }
   const reserved = RESERVED_ROUTES.find((route) => path.startsWith(`${route}/`))
-  if (reserved !== undefined) {
-    check.fail(key, `${quoted} collides with the proxy's own route ${reserved}`)
-  }
-  return path
+  if (reserved !== undefined) fail(key, `${quoted} collides with the proxy's own route ${reserved}`)
 }
 
-function checkUpstream(check: Checker, text: string, key: string): string {
+/** Returns the upstream URL ending with `/`. */
+function checkUpstream(value: unknown, key: string, fail: Fail): string {
+  const text = String(value)
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    check.fail(key, `${describeValue(text)} is not a URL`)
+    fail(key, `${describeValue(text)} is not a URL`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    check.fail(key, `${describeValue(text)} must be an http or https URL`)
-  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, `${describeValue(text)} must be an http or https URL`)
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    check.fail(key, `${describeValue(text)} must not have a query or fragment (file paths are appended to it)`)
+    fail(key, `${describeValue(text)} must not have a query or fragment (file paths are appended to it)`)
   }
   return url.href.endsWith('/') ? url.href : `${url.href}/`
 }
 
 /** Names and paths identify mirrors in URLs, status and storage, so no two may clash. */
-function checkMirrorsApart(check: Checker, mirrors: MirrorConfig[]): void {
+function checkMirrorsApart(mirrors: MirrorConfig[], fail: Fail): void {
   mirrors.forEach((mirror, index) => {
     for (let other = 0; other < index; other++) {
       const earlier = mirrors[other] as MirrorConfig
-      if (earlier.name === mirror.name) {
-        check.fail(`mirrors[${index}].name`, `${describeValue(mirror.name)} is already the name of mirrors[${other}]`)
-      }
-      if (earlier.path === mirror.path) {
-        check.fail(`mirrors[${index}].path`, `${describeValue(mirror.path)} is already the path of mirrors[${other}]`)
-      }
+      if (earlier.name === mirror.name) fail(`mirrors[${index}].name`, `${describeValue(mirror.name)} is already the name of mirrors[${other}]`)
+      if (earlier.path === mirror.path) fail(`mirrors[${index}].path`, `${describeValue(mirror.path)} is already the path of mirrors[${other}]`)
       if (mirror.path.startsWith(earlier.path) || earlier.path.startsWith(mirror.path)) {
-        check.fail(
+        fail(
           `mirrors[${index}].path`,
           `${describeValue(mirror.path)} overlaps mirrors[${other}].path ${describeValue(earlier.path)} (one may not be a prefix of the other)`,
         )
@@ -203,94 +252,93 @@ function checkMirrorsApart(check: Checker, mirrors: MirrorConfig[]): void {
   })
 }
 
-/** A key set to `null` is a wrong type, not an omitted key, so only `undefined` takes the default. */
-function orDefault(value: unknown, fallback: unknown): unknown {
-  return value === undefined ? fallback : value
+/**
+ * The checks that give a specific reason for a value that fails a pattern (or
+ * a `oneOf`, `not`) of these schema nodes. A value with no explainer gets ajv's
+ * own wording.
+ */
+const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string, fail: Fail) => unknown>([
+  [SCHEMA.$defs?.duration, checkDuration],
+  [SCHEMA.$defs?.addressRule, checkAddressRule],
+  [SCHEMA.$defs?.mirror?.properties?.name, checkMirrorName],
+  [SCHEMA.$defs?.mirror?.properties?.path, checkMirrorPath],
+  [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstream],
+  [SCHEMA.$defs?.selection?.properties?.filters?.items, checkFilter],
+])
+
+/**
+ * Throws the `ConfigError` for ajv's error: the last one reported, since a
+ * failing `oneOf` or `not` comes after the errors of its branches.
+ */
+function explainSchemaError(error: ErrorObject | undefined, fail: Fail): never {
+  if (error === undefined) return fail('', 'does not match config.schema.json')
+  const key = keyOf(error.instancePath)
+  const schema = error.parentSchema as SchemaNode
+  const value: unknown = error.data
+  const got = `got ${describeValue(value)}`
+  switch (error.keyword) {
+    case 'required': {
+      const name = (error.params as { missingProperty: string }).missingProperty
+      const listOf = schema.properties?.[name]?.minItems !== undefined
+      return fail(childKey(key, name), listOf ? `missing (at least one ${singular(name)} is required)` : 'missing (required)')
+    }
+    case 'additionalProperties': {
+      const name = (error.params as { additionalProperty: string }).additionalProperty
+      return fail(childKey(key, name), `unknown key (expected one of ${Object.keys(schema.properties ?? {}).join(', ')})`)
+    }
+    case 'minItems':
+      return fail(key, `empty (at least one ${singular(key)} is required)`)
+    case 'enum':
+      return fail(key, `expected ${(schema.enum ?? []).map((choice) => JSON.stringify(choice)).join(' or ')}, ${got}`)
+    case 'type':
+    case 'minLength':
+    case 'minimum':
+    case 'maximum':
+      return fail(key, `${expectedType(schema)}, ${got}`)
+  }
+  EXPLAINERS.get(schema)?.(value, key, fail)
+  return fail(key, `${describeValue(value)} ${error.message ?? 'is not valid'}`)
 }
 
-/** Type and range checks that throw a `ConfigError` naming the key. */
-class Checker {
-  constructor(private readonly source: string) {}
-
-  fail(key: string, problem: string): never {
-    throw new ConfigError(this.source, key, problem)
+/** `expected an integer from 0 to 65535`, and the like, from a schema node. */
+function expectedType(schema: SchemaNode): string {
+  switch (schema.type) {
+    case 'object':
+      return 'expected an object'
+    case 'array':
+      return 'expected a list'
+    case 'boolean':
+      return 'expected true or false'
+    case 'string':
+      return schema.minLength === undefined ? 'expected a string' : 'expected a non-empty string'
+    case 'integer':
+    case 'number': {
+      const { minimum, maximum } = schema
+      const noun = schema.type === 'integer' ? 'an integer' : 'a number'
+      if (minimum !== undefined && maximum !== undefined) return `expected ${noun} from ${minimum} to ${maximum}`
+      if (minimum !== undefined) return `expected ${noun} of at least ${minimum}`
+      if (maximum !== undefined) return `expected ${noun} of at most ${maximum}`
+      return `expected ${noun}`
+    }
   }
+  return `expected ${schema.type ?? 'another value'}`
+}
 
-  object(value: unknown, key: string, known: readonly string[]): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      this.fail(key, `expected an object, got ${describeValue(value)}`)
-    }
-    const unknown = Object.keys(value).find((name) => !known.includes(name))
-    if (unknown !== undefined) {
-      this.fail(key === '' ? unknown : `${key}.${unknown}`, `unknown key (expected one of ${known.join(', ')})`)
-    }
-    return value as Record<string, unknown>
-  }
+/** `/mirrors/0/selections/1` as the operator reads it: `mirrors[0].selections[1]`. */
+function keyOf(instancePath: string): string {
+  return instancePath
+    .split('/')
+    .slice(1)
+    .map((segment) => segment.replaceAll('~1', '/').replaceAll('~0', '~'))
+    .reduce((key, segment) => (/^[0-9]+$/.test(segment) ? `${key}[${segment}]` : childKey(key, segment)), '')
+}
 
-  required(object: Record<string, unknown>, name: string, key: string): unknown {
-    if (object[name] === undefined) {
-      this.fail(`${key}.${name}`, 'missing (required)')
-    }
-    return object[name]
-  }
+function childKey(key: string, name: string): string {
+  return key === '' ? name : `${key}.${name}`
+}
 
-  array(value: unknown, key: string): unknown[] {
-    if (!Array.isArray(value)) {
-      this.fail(key, `expected a list, got ${describeValue(value)}`)
-    }
-    return value
-  }
-
-  string(value: unknown, key: string): string {
-    if (typeof value !== 'string' || value === '') {
-      this.fail(key, `expected a non-empty string, got ${describeValue(value)}`)
-    }
-    return value
-  }
-
-  boolean(value: unknown, key: string): boolean {
-    if (typeof value !== 'boolean') {
-      this.fail(key, `expected true or false, got ${describeValue(value)}`)
-    }
-    return value
-  }
-
-  integer(value: unknown, key: string, min: number, max: number): number {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`
-      this.fail(key, `expected an integer ${range}, got ${describeValue(value)}`)
-    }
-    return value
-  }
-
-  oneOf<T extends string>(value: unknown, key: string, choices: readonly T[]): T {
-    if (!choices.includes(value as T)) {
-      this.fail(key, `expected ${choices.map((choice) => `"${choice}"`).join(' or ')}, got ${describeValue(value)}`)
-    }
-    return value as T
-  }
-
-  /**
-   * Every configured duration is at least a second (shorter would hammer
-   * upstream) and at most 24 days: Node runs a longer timer after 1 ms, which
-   * would start prefetch passes back to back.
-   */
-  duration(value: unknown, key: string): number {
-    let seconds: number
-    try {
-      seconds = parseDuration(value)
-    } catch (error) {
-      if (error instanceof DurationSyntaxError) {
-        this.fail(key, error.message)
-      }
-      throw error
-    }
-    if (seconds < 1) {
-      this.fail(key, `${describeValue(value)} is too short (at least 1s)`)
-    }
-    if (seconds > MAX_DURATION_SECONDS) {
-      this.fail(key, `${describeValue(value)} is too long (at most 24d)`)
-    }
-    return seconds
-  }
+/** `mirrors` → `mirror`, for "at least one mirror is required". */
+function singular(key: string): string {
+  const name = key.split('.').at(-1) ?? key
+  return name.endsWith('s') ? name.slice(0, -1) : name
 }

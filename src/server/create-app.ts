@@ -34,6 +34,8 @@ import { writeDocument } from './metadata-fast-path.js'
 export interface AppDeps {
   version: string
   startedAt: number
+  /** When the configuration in force was loaded, for /status. */
+  configLoaded?: number
   mirrors: readonly Mirror[]
   store: Store
   client: UpstreamClient

@@ -23,6 +23,8 @@ export interface PrefetchStatus {
 export interface StatusDeps {
   version: string
   startedAt: number
+  /** When the configuration in force was loaded (at start or by the last reload). */
+  configLoaded?: number
   mirrors: readonly Mirror[]
   store: Store
   traffic: Traffic
@@ -59,6 +61,7 @@ export function buildStatusReport(deps: StatusDeps) {
   return {
     version: deps.version,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    configLoaded: new Date(deps.configLoaded ?? deps.startedAt).toISOString(),
     cache: {
       files: totals.files,
       bytes: totals.bytes,

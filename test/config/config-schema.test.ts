@@ -50,7 +50,7 @@ describe('config.example.json', () => {
   test('loads, with the values product.md documents', async () => {
     const config = await loadConfig({ configPath: examplePath, env: {}, cwd: dir })
     const root = fileURLToPath(new URL('../../', import.meta.url))
-    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8080 })
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8080, allow: ['0.0.0.0/0', '::/0'] })
     assert.equal(config.dataDir, join(root, 'data'))
     assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
@@ -92,6 +92,7 @@ describe('the loader and the schema agree', () => {
     ['an upstream without a trailing slash', (config) => (config.mirrors[0].upstream = 'http://images.example:8000/stable')],
     ['port 0', (config) => (config.listen.port = 0)],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
+    ['allowlists of both families', (config) => (config.listen = { allow: ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.1'], allowStatus: ['127.0.0.1'] })],
   ]
   for (const [what, edit] of accepted) {
     test(`both accept ${what}`, async () => {
@@ -125,6 +126,8 @@ describe('the loader and the schema agree', () => {
     ['an unknown missFailure', (config) => (config.mirrors[0].missFailure = 'close'), 'mirrors[0].missFailure'],
     ['a missWait of 0', (config) => (config.mirrors[0].missWait = 0), 'mirrors[0].missWait'],
     ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
+    ['an allow entry that is a host name', (config) => (config.listen.allow = ['maas.example']), 'listen.allow[0]'],
+    ['tls without a key', (config) => (config.listen.tls = { cert: 'proxy.crt' }), 'listen.tls.key'],
   ]
   for (const [what, edit, key] of rejected) {
     test(`both reject ${what}`, async () => {

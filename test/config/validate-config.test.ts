@@ -51,6 +51,20 @@ describe('validateConfig defaults', () => {
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
   })
 
+  test('listen.tls paths resolve against the file; allowlists are kept as written', () => {
+    const config = validateConfig(
+      { listen: { tls: { cert: 'tls/proxy.crt', key: '/etc/ssl/proxy.key' }, allow: ['10.0.0.0/8', '::1'], allowStatus: ['192.0.2.7'] }, mirrors: [mirror()] },
+      options,
+    )
+    assert.deepEqual(config.listen, {
+      host: '0.0.0.0',
+      port: 8080,
+      tls: { cert: '/srv/proxy/tls/proxy.crt', key: '/etc/ssl/proxy.key' },
+      allow: ['10.0.0.0/8', '::1'],
+      allowStatus: ['192.0.2.7'],
+    })
+  })
+
   test('every key given is kept, converted and resolved', () => {
     const config = validateConfig(
       {
@@ -100,10 +114,16 @@ describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
     ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
-    ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
+    ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, missFailure, missWait, selections)'],
     ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
+    ['an allow entry that is not an address', { listen: { allow: ['10.0.0.0/8', 'maas.example'] }, mirrors: [mirror()] }, 'config.json: listen.allow[1]: "maas.example" is not an IP address or CIDR (such as "192.168.10.0/24" or "fd00::/8")'],
+    ['an allow prefix out of range', { listen: { allow: ['10.0.0.0/33'] }, mirrors: [mirror()] }, 'config.json: listen.allow[0]: "10.0.0.0/33" has a prefix length out of range (0 to 32 for IPv4)'],
+    ['an allowStatus address with a bad group', { listen: { allowStatus: ['fd00::zz'] }, mirrors: [mirror()] }, 'config.json: listen.allowStatus[0]: "fd00::zz" is not an IP address or CIDR (such as "192.168.10.0/24" or "fd00::/8")'],
+    ['allow as a string', { listen: { allow: '10.0.0.0/8' }, mirrors: [mirror()] }, 'config.json: listen.allow: expected a list, got "10.0.0.0/8"'],
+    ['tls without a key', { listen: { tls: { cert: 'proxy.crt' } }, mirrors: [mirror()] }, 'config.json: listen.tls.key: missing (required)'],
+    ['an unknown tls key', { listen: { tls: { cert: 'proxy.crt', key: 'proxy.key', ca: 'ca.crt' } }, mirrors: [mirror()] }, 'config.json: listen.tls.ca: unknown key (expected one of cert, key)'],
     ['a non-string $schema', { $schema: 1, mirrors: [mirror()] }, 'config.json: $schema: expected a non-empty string, got 1'],
     ['listen as a string', { listen: '0.0.0.0:8080', mirrors: [mirror()] }, 'config.json: listen: expected an object, got "0.0.0.0:8080"'],
     ['listen null', { listen: null, mirrors: [mirror()] }, 'config.json: listen: expected an object, got null'],

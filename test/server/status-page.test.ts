@@ -52,6 +52,7 @@ describe('renderStatusPage', () => {
   const report = (name: string, error: string): StatusReport => ({
     version: '1.0.0',
     uptimeSeconds: 90,
+    configLoaded: '2026-01-01T00:00:00.000Z',
     cache: { files: 1, bytes: 2048, hits: 3, misses: 1, upstreamBytes: 4096, servedBytes: 8192, activeFills: 0 },
     mirrors: [
       {

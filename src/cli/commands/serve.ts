@@ -1,12 +1,15 @@
 /**
  * `sstream-proxy serve`: the HTTP proxy (and, once configured, its scheduled
  * prefetch) until SIGTERM or SIGINT, which stop accepting connections, let
- * running transfers finish for a few seconds, and exit 0.
+ * running transfers finish for a few seconds, and exit 0. SIGHUP re-reads the
+ * configuration file and puts it in force without dropping a connection; a
+ * file with a mistake is refused with its one-line message in the log, and the
+ * running configuration stays.
  */
 
 import { access, constants, mkdir } from 'node:fs/promises'
 import { batchedWriter, createLogger } from '../../log/logger.js'
-import { startProxy } from '../../runtime.js'
+import { reloadConfig, startProxy } from '../../runtime.js'
 import { UsageError, type Command } from '../command.js'
 import { readVersion } from '../run-cli.js'
 
@@ -24,10 +27,13 @@ export const serveCommand: Command = {
     const log = createLogger({ json: context.stdout.isTTY !== true, write: batchedWriter(context.stdout) })
     log.info('configuration', { source: config.source })
     const proxy = await startProxy(config, { log, version: await readVersion() })
+    const onHangup = () => void reloadConfig(proxy, context.loadConfig)
+    process.on('SIGHUP', onHangup)
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'))
       process.once('SIGINT', () => resolve('SIGINT'))
     })
+    process.off('SIGHUP', onHangup)
     log.info('stopping', { signal, drainSeconds: DRAIN_MS / 1000 })
     await proxy.close(DRAIN_MS)
     log.info('stopped')
