@@ -15,6 +15,7 @@ import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createApp } from './server/create-app.js'
 import { createMetadataFastPath } from './server/metadata-fast-path.js'
+import { createPipelineLimit } from './server/connection-pipeline.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
@@ -152,7 +153,9 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
   const answerWithApp = getRequestListener(app.fetch)
   const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
+  const admitRequest = createPipelineLimit({ maxInFlight: config.limits.pipelinedRequests, log: core.log })
   const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
+    if (!admitRequest(request, response)) return
     if (!metadataFastPath(request, response)) void answerWithApp(request, response)
   })
   // Slow or idle clients must not hold sockets forever (slowloris).

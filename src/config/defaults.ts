@@ -18,6 +18,7 @@ export const DEFAULTS = {
   dataDir: './data',
   metadataTtl: '10m',
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  limits: { pipelinedRequests: 32 },
   mirror: { metadata: 'filtered', publish: 'selected' },
 } as const
 

@@ -37,6 +37,11 @@ export interface PrefetchConfig {
   concurrency: number
 }
 
+export interface LimitsConfig {
+  /** Requests one client connection may have in flight (pipelined) before it is refused. */
+  pipelinedRequests: number
+}
+
 export interface Config {
   listen: { host: string; port: number }
   /** Absolute. */
@@ -46,6 +51,7 @@ export interface Config {
   /** Seconds. */
   metadataTtl: number
   prefetch: PrefetchConfig
+  limits: LimitsConfig
   mirrors: MirrorConfig[]
   /** Where the configuration came from: a file path, or `built-in default`. */
   source: string

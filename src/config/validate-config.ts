@@ -32,7 +32,8 @@ export interface ValidateConfigOptions {
   baseDir: string
 }
 
-const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors']
+const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors']
+const LIMITS_KEYS = ['pipelinedRequests']
 const LISTEN_KEYS = ['host', 'port']
 const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency']
 const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections']
@@ -79,6 +80,9 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const interval = check.duration(orDefault(prefetch.interval, DEFAULTS.prefetch.interval), 'prefetch.interval')
   const concurrency = check.integer(orDefault(prefetch.concurrency, DEFAULTS.prefetch.concurrency), 'prefetch.concurrency', 1, 64)
 
+  const limits = check.object(orDefault(top.limits, {}), 'limits', LIMITS_KEYS)
+  const pipelinedRequests = check.integer(orDefault(limits.pipelinedRequests, DEFAULTS.limits.pipelinedRequests), 'limits.pipelinedRequests', 1, 1000)
+
   if (top.mirrors === undefined) {
     check.fail('mirrors', 'missing (at least one mirror is required)')
   }
@@ -95,6 +99,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency },
+    limits: { pipelinedRequests },
     mirrors,
     source: options.source,
   }

@@ -30,6 +30,7 @@ import type { Traffic } from './traffic.js'
 import { recordRequest } from './request-log.js'
 import { matchesEtag } from './etag.js'
 import { writeDocument } from './metadata-fast-path.js'
+import { connectionClosed, mayWrite } from './connection-pipeline.js'
 
 export interface AppDeps {
   version: string
@@ -142,6 +143,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set('route', 'file')
     const file = publication.files.get(path)
     if (file === undefined) return c.text(`not found: ${path} is not in the selection of mirror ${mirror.config.name}\n`, 404)
+    // A pipelined answer opens its file and joins its fill only once it may
+    // write: queued behind others, it would hold them for nothing.
+    const outgoing = c.env?.outgoing
+    const connection = c.env?.incoming?.socket
+    if (outgoing !== undefined && connection !== undefined && !(await mayWrite(outgoing, connection))) {
+      return RESPONSE_ALREADY_SENT
+    }
     const answer = await answerFile(store, file, {
       method: c.req.method as 'GET' | 'HEAD',
       range: header(c, 'range'),
@@ -216,19 +224,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (answer.cache === 'miss') outgoing.flushHeaders()
     // The logging middleware reads the count after every 'close' listener has run.
     outgoing.once('close', () => c.set('bytes', bytes))
-    // A pipelined response learns that its client left only from the connection.
     const connection = c.env?.incoming?.socket
-    const left = new AbortController()
-    const onLeft = () => left.abort()
-    if (connection?.destroyed === true) left.abort()
-    else connection?.once('close', onLeft)
     const stallMs = deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS
     void sendRange(source, outgoing, {
       onBytes: count,
-      signal: left.signal,
+      signal: connection === undefined ? undefined : connectionClosed(connection),
       stallMs,
       onStall: () => log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 }),
-    }).finally(() => connection?.off('close', onLeft))
+    })
     return RESPONSE_ALREADY_SENT
   }
 

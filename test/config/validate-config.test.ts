@@ -47,6 +47,7 @@ describe('validateConfig defaults', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32 })
   })
 
   test('every key given is kept, converted and resolved', () => {
@@ -58,6 +59,7 @@ describe('validateConfig defaults', () => {
         signingKey: 'keys/proxy.asc',
         metadataTtl: 90,
         prefetch: { onStart: false, interval: '1d', concurrency: 8 },
+        limits: { pipelinedRequests: 4 },
         mirrors: [
           mirror({
             upstream: 'http://mirror.example:8000/ephemeral-v3/stable',
@@ -75,6 +77,7 @@ describe('validateConfig defaults', () => {
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
     assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 4 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
@@ -97,7 +100,7 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, selections)'],
@@ -122,6 +125,8 @@ describe('validateConfig rejections name the key', () => {
     ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
     ['a zero concurrency', { prefetch: { concurrency: 0 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 0'],
     ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
+    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of pipelinedRequests)'],
+    ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
     ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
     ['mirrors as an object', { mirrors: mirror() }, 'config.json: mirrors: expected a list, got {"name":"stable","path":"/stable/","upstream":"https://im...' /* long values are cut */],
