@@ -11,6 +11,7 @@
 import { Hono, type Context } from 'hono'
 import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { Logger } from '../log/logger.js'
 import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
@@ -156,8 +157,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
       ifNoneMatch: header(c, 'if-none-match'),
     }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}))
     if (answer.kind === 'unavailable') {
-      log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message })
-      return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+      const requestId = newRequestId()
+      log.warn('miss failed', { requestId, mirror: mirror.config.name, path, error: answer.message })
+      return c.text(`${path}: not cached, and fetching it from upstream failed; try again later (request id ${requestId})\n`, 503, {
+        'retry-after': String(RETRY_AFTER_SECONDS),
+        'x-request-id': requestId,
+      })
     }
     c.set('cache', answer.cache)
     if (answer.kind === 'body' && answer.status === 200) {
@@ -169,10 +174,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.all('*', (c) => c.text(`method ${c.req.method} not allowed\n`, 405, { allow: 'GET, HEAD' }))
 
+  // The detail (a path, an errno, upstream's answer) goes to the log only;
+  // the client gets the id that finds it there.
   app.onError((error, c) => {
-    log.error('request failed', { path: c.req.path, error: error.message })
-    const status = error instanceof VerificationError ? 502 : 500
-    return c.text(`internal error: ${error.message}\n`, status)
+    const requestId = newRequestId()
+    log.error('request failed', { requestId, path: c.req.path, error: error.message })
+    const [status, text] = error instanceof VerificationError ? [502, 'upstream sent bytes that failed verification'] as const : [500, 'internal error'] as const
+    return c.text(`${text} (request id ${requestId})\n`, status, { 'x-request-id': requestId })
   })
 
   /** Sends a metadata document, straight into Node's response when there is one. */
@@ -236,4 +244,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   }
 
   return app
+}
+
+/** A short random id that ties an error answer to the log line holding its detail. */
+function newRequestId(): string {
+  return randomBytes(8).toString('hex')
 }
