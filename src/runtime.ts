@@ -151,7 +151,10 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   })
   // Node enforces headersTimeout only when it checks its connections, every
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
-  const answerWithApp = getRequestListener(app.fetch)
+  // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
+  // HTTP/1.1 only, and Node refuses those itself): the app then names its URL
+  // with this host, as the metadata fast path serves such requests too.
+  const answerWithApp = getRequestListener(app.fetch, { hostname: 'localhost' })
   const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
   const admitRequest = createPipelineLimit({ maxInFlight: config.limits.pipelinedRequests, log: core.log })
   const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
