@@ -43,6 +43,7 @@ async function pass(concurrency: number): Promise<{ seconds: number; files: numb
     signingKey: join(workDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency },
+    limits: { pipelinedRequests: 32 },
     mirrors: [
       {
         name: 'stable',

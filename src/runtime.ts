@@ -18,6 +18,7 @@ import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createAccessControl } from './server/access-control.js'
 import { createApp } from './server/create-app.js'
 import { createMetadataFastPath } from './server/metadata-fast-path.js'
+import { createPipelineLimit } from './server/connection-pipeline.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
@@ -204,7 +205,10 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       prefetchStatus: (mirror) => core.prefetcher.status(mirror),
       sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
-    const answerWithApp = getRequestListener(app.fetch)
+    // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
+    // HTTP/1.1 only, and Node refuses those itself): the app then names its URL
+    // with this host, as the metadata fast path serves such requests too.
+    const answerWithApp = getRequestListener(app.fetch, { hostname: 'localhost' })
     const metadataFastPath = createMetadataFastPath({ mirrors: core.mirrors, traffic: core.traffic, log: core.log })
     const refuseUnlisted = createAccessControl({ ...core.config.listen, traffic: core.traffic, log: core.log })
     return (request, response) => {
@@ -219,7 +223,10 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   // Node enforces headersTimeout only when it checks its connections, every
   // 30 s by default: a slowloris would hold its socket up to 50 s, not 20.
   const serverOptions = { connectionsCheckingInterval: 1_000 }
+  // Per connection, so it outlives listener rebuilds; its limit is read per request.
+  const admitRequest = createPipelineLimit({ maxInFlight: () => core.config.limits.pipelinedRequests, log: core.log })
   const answer: RequestListener = (request, response) => {
+    if (!admitRequest(request, response)) return
     if (listenerFor !== core.config) {
       listener = buildListener()
       listenerFor = core.config

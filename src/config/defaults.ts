@@ -18,6 +18,7 @@ export const DEFAULTS = {
   dataDir: './data',
   metadataTtl: '10m',
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  limits: { pipelinedRequests: 32 },
   // Inside MAAS's 10 s wait for a first byte, with time to spare for the reset to reach it.
   mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s' },
 } as const

@@ -53,6 +53,11 @@ export interface ListenConfig {
   allowStatus?: string[]
 }
 
+export interface LimitsConfig {
+  /** Requests one client connection may have in flight (pipelined) before it is refused. */
+  pipelinedRequests: number
+}
+
 export interface Config {
   listen: ListenConfig
   /** Absolute. */
@@ -62,6 +67,7 @@ export interface Config {
   /** Seconds. */
   metadataTtl: number
   prefetch: PrefetchConfig
+  limits: LimitsConfig
   mirrors: MirrorConfig[]
   /** Where the configuration came from: a file path, or `built-in default`. */
   source: string

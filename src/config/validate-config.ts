@@ -47,6 +47,7 @@ interface ConfigFile {
   signingKey?: string
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number }
+  limits?: { pipelinedRequests?: number }
   mirrors: MirrorFile[]
 }
 
@@ -121,6 +122,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const interval = checkDuration(prefetch.interval ?? DEFAULTS.prefetch.interval, 'prefetch.interval', fail)
   const concurrency = prefetch.concurrency ?? DEFAULTS.prefetch.concurrency
 
+  const pipelinedRequests = file.limits?.pipelinedRequests ?? DEFAULTS.limits.pipelinedRequests
+
   const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, options.baseDir, fail))
   checkMirrorsApart(mirrors, fail)
 
@@ -136,6 +139,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency },
+    limits: { pipelinedRequests },
     mirrors,
     source: options.source,
   }

@@ -11,6 +11,7 @@
 import { Hono, type Context } from 'hono'
 import type { HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { Logger } from '../log/logger.js'
 import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
@@ -30,6 +31,7 @@ import type { Traffic } from './traffic.js'
 import { recordRequest } from './request-log.js'
 import { matchesEtag } from './etag.js'
 import { writeDocument } from './metadata-fast-path.js'
+import { connectionClosed, mayWrite } from './connection-pipeline.js'
 
 export interface AppDeps {
   version: string
@@ -144,6 +146,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.set('route', 'file')
     const file = publication.files.get(path)
     if (file === undefined) return c.text(`not found: ${path} is not in the selection of mirror ${mirror.config.name}\n`, 404)
+    // A pipelined answer opens its file and joins its fill only once it may
+    // write: queued behind others, it would hold them for nothing.
+    const outgoing = c.env?.outgoing
+    const connection = c.env?.incoming?.socket
+    if (outgoing !== undefined && connection !== undefined && !(await mayWrite(outgoing, connection))) {
+      return RESPONSE_ALREADY_SENT
+    }
     const answer = await answerFile(store, file, {
       method: c.req.method as 'GET' | 'HEAD',
       range: header(c, 'range'),
@@ -151,10 +160,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}), mirror.config.missWait * 1000)
     if (answer.kind === 'unavailable') {
       const { missFailure } = mirror.config
-      log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message, answer: missFailure === 'reset' ? 'connection reset' : '503' })
+      const requestId = newRequestId()
+      log.warn('miss failed', { requestId, mirror: mirror.config.name, path, error: answer.message, answer: missFailure === 'reset' ? 'connection reset' : '503' })
       const connection = c.env?.incoming?.socket
       if (missFailure === '503' || connection === undefined) {
-        return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })
+        return c.text(`${path}: not cached, and fetching it from upstream failed; try again later (request id ${requestId})\n`, 503, {
+          'retry-after': String(RETRY_AFTER_SECONDS),
+          'x-request-id': requestId,
+        })
       }
       // No status at all: MAAS fails its whole sync on any 4xx or 5xx, but
       // retries a broken connection from byte 0 with backoff, and its retry
@@ -178,10 +191,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.all('*', (c) => c.text(`method ${c.req.method} not allowed\n`, 405, { allow: 'GET, HEAD' }))
 
+  // The detail (a path, an errno, upstream's answer) goes to the log only;
+  // the client gets the id that finds it there.
   app.onError((error, c) => {
-    log.error('request failed', { path: c.req.path, error: error.message })
-    const status = error instanceof VerificationError ? 502 : 500
-    return c.text(`internal error: ${error.message}\n`, status)
+    const requestId = newRequestId()
+    log.error('request failed', { requestId, path: c.req.path, error: error.message })
+    const [status, text] = error instanceof VerificationError ? [502, 'upstream sent bytes that failed verification'] as const : [500, 'internal error'] as const
+    return c.text(`${text} (request id ${requestId})\n`, status, { 'x-request-id': requestId })
   })
 
   /** Sends a metadata document, straight into Node's response when there is one. */
@@ -233,21 +249,21 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (answer.cache === 'miss') outgoing.flushHeaders()
     // The logging middleware reads the count after every 'close' listener has run.
     outgoing.once('close', () => c.set('bytes', bytes))
-    // A pipelined response learns that its client left only from the connection.
     const connection = c.env?.incoming?.socket
-    const left = new AbortController()
-    const onLeft = () => left.abort()
-    if (connection?.destroyed === true) left.abort()
-    else connection?.once('close', onLeft)
     const stallMs = deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS
     void sendRange(source, outgoing, {
       onBytes: count,
-      signal: left.signal,
+      signal: connection === undefined ? undefined : connectionClosed(connection),
       stallMs,
       onStall: () => log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 }),
-    }).finally(() => connection?.off('close', onLeft))
+    })
     return RESPONSE_ALREADY_SENT
   }
 
   return app
+}
+
+/** A short random id that ties an error answer to the log line holding its detail. */
+function newRequestId(): string {
+  return randomBytes(8).toString('hex')
 }

@@ -62,23 +62,38 @@ function createDocumentIndex(mirrors: readonly Mirror[]): (path: string) => Serv
   }
 }
 
-/** The If-None-Match header as Node would join it, read from the raw headers: building `headers` costs more. */
-function ifNoneMatch(rawHeaders: string[]): string | undefined {
-  let value: string | undefined
+/** A Host the app accepts as it is: a name or IPv4 address, or a bracketed IPv6 one, with an optional port. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
+
+/**
+ * What the fast path needs of the raw headers (building `headers` costs
+ * more): If-None-Match as Node would join it, and whether Host is one the app
+ * would accept without a second look. No Host at all is HTTP/1.0 (Node
+ * refuses HTTP/1.1 without one), which RFC 9112 allows and the app serves too.
+ */
+function readHeaders(rawHeaders: string[]): { ifNoneMatch: string | undefined; plainHost: boolean } {
+  let ifNoneMatch: string | undefined
+  let hosts = 0
+  let plainHost = true
   for (let at = 0; at < rawHeaders.length; at += 2) {
     const name = rawHeaders[at] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      hosts++
+      plainHost = PLAIN_HOST.test(rawHeaders[at + 1] as string)
+      continue
+    }
     if (name.length !== 13 || name.toLowerCase() !== 'if-none-match') continue
     const field = rawHeaders[at + 1] as string
-    value = value === undefined ? field : `${value}, ${field}`
+    ifNoneMatch = ifNoneMatch === undefined ? field : `${ifNoneMatch}, ${field}`
   }
-  return value
+  return { ifNoneMatch, plainHost: plainHost && hosts <= 1 }
 }
 
 /**
  * Returns a listener that answers and returns true, or returns false to let
  * the app answer. Only an exact document path is answered here; a target with
- * a query, in absolute form or otherwise unusual goes to the app, which
- * checks and decodes it.
+ * a query, in absolute form or otherwise unusual, or an unusual Host, goes
+ * to the app, which checks and decodes it.
  */
 export function createMetadataFastPath(deps: MetadataFastPathDeps) {
   const documentAt = createDocumentIndex(deps.mirrors)
@@ -89,7 +104,10 @@ export function createMetadataFastPath(deps: MetadataFastPathDeps) {
     const path = request.url ?? ''
     const document = documentAt(path)
     if (document === undefined) return false
-    const status = writeDocument(response, document, method, ifNoneMatch(request.rawHeaders))
+    const headers = readHeaders(request.rawHeaders)
+    // An unusual Host is the app's to judge, so that a document and a file get the same answer.
+    if (!headers.plainHost) return false
+    const status = writeDocument(response, document, method, headers.ifNoneMatch)
     const bytes = status === 200 && method === 'GET' ? document.body.length : 0
     deps.traffic.servedBytes += bytes
     recordRequest(deps.traffic, deps.log, { route: 'metadata', method, path, status, bytes, cache: undefined, ms: Math.round(performance.now() - started), aborted: false })

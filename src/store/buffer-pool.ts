@@ -25,14 +25,18 @@ export interface BufferPool {
   readonly idle: number
   /** Buffers allocated since the pool was made. */
   readonly allocated: number
+  /** Buffers taken and not yet given back: what transfers hold right now. */
+  readonly inUse: number
 }
 
 export function createBufferPool(options: BufferPoolOptions): BufferPool {
   const idle: Buffer[] = []
   let allocated = 0
+  let inUse = 0
   return {
     bytes: options.bytes,
     take() {
+      inUse++
       const reused = idle.pop()
       if (reused !== undefined) return reused
       allocated++
@@ -42,6 +46,7 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     give(buffer) {
       if (buffer.length !== options.bytes) throw new RangeError(`a ${buffer.length}-byte buffer given to a pool of ${options.bytes}-byte buffers`)
       if (idle.includes(buffer)) throw new Error('a buffer given back twice')
+      inUse--
       if (idle.length < options.maxIdle) idle.push(buffer)
     },
     get idle() {
@@ -49,6 +54,9 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     },
     get allocated() {
       return allocated
+    },
+    get inUse() {
+      return inUse
     },
   }
 }

@@ -15,7 +15,7 @@ import type { Fill } from './fill.js'
 export const READ_CHUNK_BYTES = 1024 * 1024
 
 /** The process's read buffers for `sendRange`: enough for 32 transfers are kept between bursts (64 MiB). */
-const readBuffers = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 64 })
+export const readBuffers = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 64 })
 
 export interface RangeSource {
   /** First byte, inclusive. */
@@ -31,38 +31,70 @@ export interface RangeSource {
   changed(): Promise<void>
   /** Bytes `[position, end)` already in memory, to send without reading the file; undefined when not held. */
   held(position: number, end: number): Buffer[] | undefined
+  /**
+   * Closes the file the source holds, if any; `open` fails afterwards. The
+   * source owns its file: a sender calls this once when it is done, in every
+   * case, even when it never read (its client had already left).
+   */
+  close(): Promise<void>
 }
 
-/** A stored (verified) file, already opened. */
+/** A stored (verified) file, already opened: the source owns the handle from here on. */
 export function storedRange(handle: FileHandle, start: number, end: number): RangeSource {
+  let closed = false
   return {
     start,
     end,
-    open: () => Promise.resolve(handle),
+    open: () => (closed ? Promise.reject(new Error('range source closed')) : Promise.resolve(handle)),
     available: () => end + 1,
     final: () => true,
     changed: () => Promise.resolve(),
     held: () => undefined,
+    async close() {
+      if (closed) return
+      closed = true
+      await handle.close().catch(() => undefined)
+    },
   }
 }
 
 /** A running fill, followed as it grows; `committedPath` is where the file lives once committed. */
 export function fillRange(fill: Fill, committedPath: string, start = 0, end = fill.target.size - 1): RangeSource {
   const verified = () => fill.state === 'verified' || fill.state === 'committed'
+  let handle: FileHandle | undefined
+  let closed = false
+  const openFile = async (): Promise<FileHandle> => {
+    if (fill.state !== 'committed' && fill.tempPath !== undefined) {
+      try {
+        return await open(fill.tempPath, 'r')
+      } catch (error) {
+        // The fill renamed its temp file between the check and the open: it is
+        // committing ('verified' until the rename and the index row are done) or committed.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !verified()) throw error
+      }
+    }
+    return open(committedPath, 'r')
+  }
   return {
     start,
     end,
     async open() {
-      if (fill.state !== 'committed' && fill.tempPath !== undefined) {
-        try {
-          return await open(fill.tempPath, 'r')
-        } catch (error) {
-          // The fill renamed its temp file between the check and the open: it is
-          // committing ('verified' until the rename and the index row are done) or committed.
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !verified()) throw error
-        }
+      if (handle !== undefined) return handle
+      if (closed) throw new Error('range source closed')
+      const opened = await openFile()
+      // Closed while the open was under way: nobody will close this one but us.
+      if (closed) {
+        await opened.close().catch(() => undefined)
+        throw new Error('range source closed')
       }
-      return open(committedPath, 'r')
+      handle = opened
+      return opened
+    },
+    async close() {
+      closed = true
+      const closing = handle
+      handle = undefined
+      await closing?.close().catch(() => undefined)
     },
     available() {
       if (fill.state === 'failed') throw fill.error ?? new Error(`${fill.target.path}: fill failed`)
@@ -122,7 +154,8 @@ export interface SendRangeOptions {
  * read from disk while the other is on the socket): a read stream would
  * allocate a fresh buffer per chunk, and that garbage costs a large share of
  * the throughput. The buffers go back to the pool only once no write holds
- * them. Closes the file in every case; on a failure the response is
+ * them. Closes the source in every case, also when its client had left
+ * before the first read; on a failure the response is
  * destroyed, so the client sees a broken transfer, never a complete one.
  */
 export async function sendRange(source: RangeSource, response: ServerResponse, options: SendRangeOptions): Promise<void> {
@@ -163,7 +196,7 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
     // that failed verification, a file that could not be read).
     response.destroy()
   } finally {
-    await handle?.close().catch(() => undefined)
+    await source.close()
     if (buffers !== undefined) {
       // A destroyed socket settles its pending write; until then the kernel may still copy from the buffer.
       await writing?.catch(() => undefined)
@@ -238,11 +271,8 @@ export function rangeStream(source: RangeSource): Readable {
             }
             return
           }
-          if (handle === undefined) {
-            const opened = await source.open()
-            if (this.destroyed) return void (await opened.close())
-            handle = opened
-          }
+          handle ??= await source.open()
+          if (this.destroyed) return
           const buffer = Buffer.allocUnsafe(step.read)
           const { bytesRead } = await handle.read(buffer, 0, step.read, position)
           if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
@@ -254,9 +284,7 @@ export function rangeStream(source: RangeSource): Readable {
       })()
     },
     destroy(error, callback) {
-      const closing = handle?.close()
-      handle = undefined
-      void Promise.resolve(closing).catch(() => undefined).then(() => callback(error))
+      void source.close().then(() => callback(error))
     },
   })
 }

@@ -55,6 +55,7 @@ describe('config.example.json', () => {
     assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32 })
     const [stable] = config.mirrors
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
@@ -74,7 +75,7 @@ describe('config.example.json', () => {
 
   test('shows every key the loader knows', () => {
     const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
-    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors'])
+    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors'])
     assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections'])
   })
 })
@@ -82,7 +83,7 @@ describe('config.example.json', () => {
 describe('the loader and the schema agree', () => {
   const accepted: [string, (config: any) => void][] = [
     ['only mirrors', (config) => {
-      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch']) delete config[key]
+      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits']) delete config[key]
       for (const key of ['keyring', 'metadata', 'publish', 'selections']) delete config.mirrors[0][key]
     }],
     ['durations as numbers of seconds', (config) => {
@@ -120,6 +121,8 @@ describe('the loader and the schema agree', () => {
     ['an ftp upstream', (config) => (config.mirrors[0].upstream = 'ftp://images.example/stable/'), 'mirrors[0].upstream'],
     ['a port out of range', (config) => (config.listen.port = 70000), 'listen.port'],
     ['a concurrency of 0', (config) => (config.prefetch.concurrency = 0), 'prefetch.concurrency'],
+    ['a pipeline limit of 0', (config) => (config.limits.pipelinedRequests = 0), 'limits.pipelinedRequests'],
+    ['an unknown limits key', (config) => (config.limits.pipelineDepth = 4), 'limits.pipelineDepth'],
     ['a max of 0', (config) => (config.mirrors[0].selections[0].max = 0), 'mirrors[0].selections[0].max'],
     ['an unknown metadata mode', (config) => (config.mirrors[0].metadata = 'signed'), 'mirrors[0].metadata'],
     ['an unknown publish mode', (config) => (config.mirrors[0].publish = 'newest'), 'mirrors[0].publish'],

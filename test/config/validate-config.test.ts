@@ -49,6 +49,7 @@ describe('validateConfig defaults', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32 })
   })
 
   test('listen.tls paths resolve against the file; allowlists are kept as written', () => {
@@ -74,6 +75,7 @@ describe('validateConfig defaults', () => {
         signingKey: 'keys/proxy.asc',
         metadataTtl: 90,
         prefetch: { onStart: false, interval: '1d', concurrency: 8 },
+        limits: { pipelinedRequests: 4 },
         mirrors: [
           mirror({
             upstream: 'http://mirror.example:8000/ephemeral-v3/stable',
@@ -91,6 +93,7 @@ describe('validateConfig defaults', () => {
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
     assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 4 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
@@ -113,7 +116,7 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, missFailure, missWait, selections)'],
@@ -144,6 +147,8 @@ describe('validateConfig rejections name the key', () => {
     ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
     ['a zero concurrency', { prefetch: { concurrency: 0 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 0'],
     ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
+    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of pipelinedRequests)'],
+    ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
     ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
     ['mirrors as an object', { mirrors: mirror() }, 'config.json: mirrors: expected a list, got {"name":"stable","path":"/stable/","upstream":"https://im...' /* long values are cut */],

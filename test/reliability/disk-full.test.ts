@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
+import { captureLog } from '../support/log-capture.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import type { TreeItem } from '../support/upstream-tree.js'
 import { evict, settle } from './support/evict.js'
@@ -23,6 +24,7 @@ import { checkStore, storedBlobs } from './support/store-check.js'
 const run = promisify(execFile)
 const NEWEST = '20250201'
 const SQUASHFS_BYTES = 2 * 1024 * 1024
+const logged = captureLog()
 
 /** Mounts a tmpfs of `size` at a new directory; undefined (with the reason) when this process may not mount. */
 async function mountTmpfs(size: string): Promise<{ dir: string; root: string } | { skip: string }> {
@@ -57,8 +59,8 @@ test('disk full: clear errors or broken transfers, nothing half-written kept, ca
   if ('skip' in mounted) return t.skip(mounted.skip)
   let h: Harness | undefined
   try {
-    // A status rather than a reset, so the test can read that the error names the cause.
-    h = await startHarness({ dataDir: mounted.dir, tree: { sizes: { squashfs: SQUASHFS_BYTES } }, mirror: { missFailure: '503' } })
+    // A status rather than a reset, so the test can find the cause in the log by the answer's request id.
+    h = await startHarness({ dataDir: mounted.dir, tree: { sizes: { squashfs: SQUASHFS_BYTES } }, mirror: { missFailure: '503' }, log: logged.log })
     const squashfs = h.tree.items.find((i) => i.ftype === 'squashfs' && i.path.startsWith(`noble/amd64/${NEWEST}/`)) as TreeItem
     const kernel = h.tree.items.find((i) => i.item === 'boot-kernel' && i.path.startsWith(`noble/amd64/${NEWEST}/ga-`)) as TreeItem
     assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + kernel.path)).body), kernel.sha256)
@@ -72,7 +74,8 @@ test('disk full: clear errors or broken transfers, nothing half-written kept, ca
       await fillDisk(ballast, leave)
       const response = await rawRequest(h.proxy.url, MIRROR_PATH + squashfs.path)
       if (response.status === 503) {
-        assert.match(response.body.toString(), /ENOSPC/, 'the error names the cause')
+        // The client gets a request id; the log names the cause under it.
+        assert.match(logged.errorFor(response.body) ?? '', /ENOSPC/, 'the error names the cause')
       } else {
         assert.equal(response.status, 200)
         assert.ok(!response.complete, `with ${leave} bytes free the transfer must break, not complete`)

@@ -12,6 +12,7 @@ import { readFile, rm } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
+import { captureLog } from '../support/log-capture.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import { buildUpstreamTree, type TreeItem, type UpstreamTree } from '../support/upstream-tree.js'
 import { clearsign } from '../../src/streams/signature.js'
@@ -52,11 +53,14 @@ async function assertGood(h: Harness, file: TreeItem): Promise<void> {
 // With no metadata held, a failed fetch answers for requests this long.
 const UNAVAILABLE_RETRY_MS = 1_000
 
+// Every proxy below logs here: request ids are unique, so one capture serves them all.
+const logged = captureLog()
+
 describe('upstream refuses connections', () => {
   let h: Harness
   before(async () => {
-    // A status, not a reset, so the message can be checked; a short wait keeps the tests quick.
-    h = await startHarness({ metadataUnavailableRetryMs: UNAVAILABLE_RETRY_MS, mirror: { missFailure: '503', missWait: 1 } })
+    // A status, not a reset, so the cause can be found by request id; a short wait keeps the tests quick.
+    h = await startHarness({ metadataUnavailableRetryMs: UNAVAILABLE_RETRY_MS, mirror: { missFailure: '503', missWait: 1 }, log: logged.log })
   })
   after(() => h.close())
 
@@ -91,7 +95,9 @@ describe('upstream refuses connections', () => {
       const response = await rawRequest(h.proxy.url, MIRROR_PATH + cold.path)
       assert.equal(response.status, 503)
       assert.ok(Number(response.headers['retry-after']) > 0)
-      assert.match(response.body.toString(), /ECONNREFUSED/)
+      // The client gets a request id; the log has the cause under it.
+      assert.doesNotMatch(response.body.toString(), /ECONNREFUSED/)
+      assert.match(logged.errorFor(response.body) ?? '', /ECONNREFUSED/)
       await assertNotStored(h, cold)
     } finally {
       await h.upstream.up()
@@ -148,7 +154,7 @@ describe('upstream refuses connections', () => {
 describe('upstream answers a miss badly', () => {
   let h: Harness
   before(async () => {
-    h = await startHarness()
+    h = await startHarness({ log: logged.log })
   })
   after(() => h.close())
 
@@ -269,8 +275,8 @@ describe('upstream sends a wrong Content-Length', () => {
   let h: Harness
   let raw: Awaited<ReturnType<typeof startRawUpstream>>
   before(async () => {
-    // A status, so the test can read why the miss was refused.
-    h = await startHarness({ mirror: { missFailure: '503' } })
+    // A status, so the test can find why the miss was refused by its request id.
+    h = await startHarness({ mirror: { missFailure: '503' }, log: logged.log })
     raw = await startRawUpstream(h.tree)
     await h.stopProxy()
     h.config.mirrors[0]!.upstream = raw.url
@@ -290,7 +296,7 @@ describe('upstream sends a wrong Content-Length', () => {
       const requestsBefore = raw.requests(file.path)
       const response = await rawRequest(h.proxy.url, MIRROR_PATH + file.path)
       assert.equal(response.status, 503)
-      assert.match(response.body.toString(), /Content-Length/)
+      assert.match(logged.errorFor(response.body) ?? '', /Content-Length/)
       assert.equal(raw.requests(file.path) - requestsBefore, 1, 'a length that contradicts the signed metadata is not retried')
       await assertNotStored(h, file)
       raw.set(file.path, undefined)
@@ -323,7 +329,7 @@ describe('bad upstream metadata keeps the last good metadata', () => {
   let h: Harness
   let newer: UpstreamTree
   before(async () => {
-    h = await startHarness()
+    h = await startHarness({ log: logged.log })
     // A good newer build: accepting any of the bad variants below would publish 20250301.
     newer = await buildUpstreamTree({ key: h.tree.key, versions: ['20250101', '20250201', '20250301'] })
   })

@@ -28,6 +28,14 @@ describe('buffer pool', () => {
     assert.equal(pool.idle, 2)
   })
 
+  test('counts the buffers taken and not yet given back', () => {
+    const pool = createBufferPool({ bytes: 16, maxIdle: 1 })
+    const taken = [pool.take(), pool.take(), pool.take()]
+    assert.equal(pool.inUse, 3)
+    for (const buffer of taken) pool.give(buffer)
+    assert.equal(pool.inUse, 0)
+  })
+
   test('refuses a buffer given back twice, or one of another size', () => {
     const pool = createBufferPool({ bytes: 16, maxIdle: 4 })
     const buffer = pool.take()

@@ -119,6 +119,7 @@ describe('sendRange to a client that has just left', () => {
       final: () => available === bytes.length,
       changed: () => new Promise<void>((resolve) => (grow = resolve)),
       held: (position, end) => [bytes.subarray(position, end)],
+      close: () => Promise.resolve(),
     }
     let response: ServerResponse | undefined
     let sending: Promise<void> | undefined
@@ -141,6 +142,33 @@ describe('sendRange to a client that has just left', () => {
     } finally {
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
+describe('sendRange whose client left before it started', () => {
+  test('closes the stored file it was given although it never reads it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sstream-range-'))
+    try {
+      await writeFile(join(dir, 'file'), randomBytes(1024))
+      const handle = await open(join(dir, 'file'), 'r')
+      let response: ServerResponse | undefined
+      const server = createServer((_request, res) => (response = res))
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      try {
+        const port = (server.address() as AddressInfo).port
+        void rawRequest(`http://127.0.0.1:${port}`, '/', { abortAfterBytes: 1 }).catch(() => undefined)
+        while (response === undefined) await new Promise((resolve) => setTimeout(resolve, 10))
+        response.writeHead(200, { 'content-length': '1024' })
+        await sendRange(storedRange(handle, 0, 1023), response, { onBytes: () => undefined, signal: AbortSignal.abort() })
+        // A closed FileHandle has fd -1; an open one would be closed by the garbage collector, with a warning.
+        assert.equal(handle.fd, -1, 'the stored file is still open')
+      } finally {
+        server.closeAllConnections()
+        await new Promise((resolve) => server.close(resolve))
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   })
 })

@@ -66,6 +66,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     signingKey: join(dataDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency: 4 },
+    limits: { pipelinedRequests: 32 },
     mirrors: [
       {
         name: 'stable',
