@@ -19,6 +19,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
+import { createHttpSource } from './upstream/http-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -77,12 +78,17 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   })
   const { startup } = store
   log.info('store opened', { dataDir: config.dataDir, ...startup })
-  const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
+  const client = createUpstreamClient({
+    userAgent: 'sstream-proxy',
+    metadataMaxBytes: config.limits.metadataMaxBytes,
+    metadataTimeoutMs: config.limits.metadataTimeout * 1000,
+    ...options.upstream,
+  })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
   mirrors = config.mirrors.map((mirror) =>
     createMirror({
       config: mirror,
-      client,
+      upstream: createHttpSource({ root: mirror.upstream, client }),
       signingKey,
       dataDir: config.dataDir,
       metadataTtlSeconds: config.metadataTtl,
@@ -95,7 +101,6 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const prefetcher = createPrefetcher({
     mirrors,
     store,
-    client,
     settings: config.prefetch,
     log,
     attempts: options.prefetchAttempts,

@@ -3,6 +3,10 @@
  * "Set-up"), and the values that apply to keys a configuration file leaves out.
  */
 
+import { parseByteSize } from './byte-size.js'
+import { parseDuration } from './duration.js'
+import type { LimitsConfig } from './types.js'
+
 /** Ubuntu's cloud-image keyring, from the `ubuntu-cloudimage-keyring` package. */
 export const STOCK_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg'
 
@@ -18,8 +22,16 @@ export const DEFAULTS = {
   dataDir: './data',
   metadataTtl: '10m',
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  // Real streams are a few MB; far above that, but bounded.
+  limits: { metadataMaxBytes: '64MiB', metadataTimeout: '2m' },
   mirror: { metadata: 'filtered', publish: 'selected' },
 } as const
+
+/** `DEFAULTS.limits` as a validated `Config` holds it, for configurations built in code. */
+export const DEFAULT_LIMITS: LimitsConfig = {
+  metadataMaxBytes: parseByteSize(DEFAULTS.limits.metadataMaxBytes),
+  metadataTimeout: parseDuration(DEFAULTS.limits.metadataTimeout),
+}
 
 /**
  * The configuration used without a file, in the file's shape so that it goes

@@ -37,6 +37,14 @@ export interface PrefetchConfig {
   concurrency: number
 }
 
+/** Bounds on what upstream may cost the proxy. */
+export interface LimitsConfig {
+  /** Bytes a metadata document may have; the transfer is cut past them. */
+  metadataMaxBytes: number
+  /** Seconds a metadata document fetch may take in all. */
+  metadataTimeout: number
+}
+
 export interface Config {
   listen: { host: string; port: number }
   /** Absolute. */
@@ -46,6 +54,7 @@ export interface Config {
   /** Seconds. */
   metadataTtl: number
   prefetch: PrefetchConfig
+  limits: LimitsConfig
   mirrors: MirrorConfig[]
   /** Where the configuration came from: a file path, or `built-in default`. */
   source: string

@@ -10,7 +10,9 @@ import { resolve } from 'node:path'
 import { FilterSyntaxError, parseFilter } from '../streams/filter.js'
 import type { Config, MirrorConfig, SelectionConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
+import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
+import { redactUrl } from '../upstream/redact-url.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -32,9 +34,12 @@ export interface ValidateConfigOptions {
   baseDir: string
 }
 
-const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors']
+const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors']
 const LISTEN_KEYS = ['host', 'port']
 const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency']
+const LIMITS_KEYS = ['metadataMaxBytes', 'metadataTimeout']
+// A metadata document smaller than this cannot hold a real index.
+const MIN_METADATA_BYTES = 64 * 1024
 const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections']
 const SELECTION_KEYS = ['filters', 'max']
 const METADATA_MODES = ['filtered', 'upstream'] as const
@@ -79,6 +84,10 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const interval = check.duration(orDefault(prefetch.interval, DEFAULTS.prefetch.interval), 'prefetch.interval')
   const concurrency = check.integer(orDefault(prefetch.concurrency, DEFAULTS.prefetch.concurrency), 'prefetch.concurrency', 1, 64)
 
+  const limits = check.object(orDefault(top.limits, {}), 'limits', LIMITS_KEYS)
+  const metadataMaxBytes = check.byteSize(orDefault(limits.metadataMaxBytes, DEFAULTS.limits.metadataMaxBytes), 'limits.metadataMaxBytes', MIN_METADATA_BYTES)
+  const metadataTimeout = check.duration(orDefault(limits.metadataTimeout, DEFAULTS.limits.metadataTimeout), 'limits.metadataTimeout')
+
   if (top.mirrors === undefined) {
     check.fail('mirrors', 'missing (at least one mirror is required)')
   }
@@ -95,6 +104,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency },
+    limits: { metadataMaxBytes, metadataTimeout },
     mirrors,
     source: options.source,
   }
@@ -164,17 +174,19 @@ function checkMirrorPath(check: Checker, path: string, key: string): string {
 }
 
 function checkUpstream(check: Checker, text: string, key: string): string {
+  // The URL may carry a password: messages show it redacted.
+  const shown = describeValue(redactUrl(text))
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    check.fail(key, `${describeValue(text)} is not a URL`)
+    check.fail(key, `${shown} is not a URL`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    check.fail(key, `${describeValue(text)} must be an http or https URL`)
+    check.fail(key, `${shown} must be an http or https URL`)
   }
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    check.fail(key, `${describeValue(text)} must not have a query or fragment (file paths are appended to it)`)
+    check.fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
   }
   return url.href.endsWith('/') ? url.href : `${url.href}/`
 }
@@ -265,6 +277,22 @@ class Checker {
       this.fail(key, `expected ${choices.map((choice) => `"${choice}"`).join(' or ')}, got ${describeValue(value)}`)
     }
     return value as T
+  }
+
+  byteSize(value: unknown, key: string, min: number): number {
+    let bytes: number
+    try {
+      bytes = parseByteSize(value)
+    } catch (error) {
+      if (error instanceof ByteSizeSyntaxError) {
+        this.fail(key, error.message)
+      }
+      throw error
+    }
+    if (bytes < min) {
+      this.fail(key, `${describeValue(value)} is too small (at least ${min} bytes)`)
+    }
+    return bytes
   }
 
   /**

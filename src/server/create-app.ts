@@ -146,7 +146,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       method: c.req.method as 'GET' | 'HEAD',
       range: header(c, 'range'),
       ifNoneMatch: header(c, 'if-none-match'),
-    }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}))
+    }, mirror.fileSource(path))
     if (answer.kind === 'unavailable') {
       log.warn('miss failed', { mirror: mirror.config.name, path, error: answer.message })
       return c.text(`${answer.message}\n`, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) })

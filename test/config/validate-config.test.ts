@@ -89,6 +89,17 @@ describe('validateConfig defaults', () => {
     assert.equal(only.selections[1]?.max, undefined)
   })
 
+  test('limits default to a 64 MiB metadata cap and a 2 minute metadata deadline, and take sizes with units or in bytes', () => {
+    assert.deepEqual(validateConfig({ mirrors: [mirror()] }, options).limits, { metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(validateConfig({ limits: { metadataMaxBytes: '8MiB', metadataTimeout: '30s' }, mirrors: [mirror()] }, options).limits, { metadataMaxBytes: 8 * 1024 * 1024, metadataTimeout: 30 })
+    assert.equal(validateConfig({ limits: { metadataMaxBytes: 100_000 }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 100_000)
+    assert.equal(validateConfig({ limits: { metadataMaxBytes: '20MB' }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 20_000_000)
+  })
+
+  test('an upstream with credentials keeps them for the request', () => {
+    assert.equal(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstream, 'https://mirror:S3cret@images.example/stable/')
+  })
+
   test('naming the stock keyring explicitly still lets it be missing', () => {
     assert.equal(validateConfig({ mirrors: [mirror({ keyring: STOCK_KEYRING })] }, options).mirrors[0]?.keyringIsDefault, true)
   })
@@ -97,7 +108,7 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, selections)'],
@@ -144,6 +155,11 @@ describe('validateConfig rejections name the key', () => {
     ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
     ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
     ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
+    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout)'],
+    ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
+    ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],
+    ['a metadata timeout that is not a duration', { limits: { metadataTimeout: '2 minutes' }, mirrors: [mirror()] }, 'config.json: limits.metadataTimeout: "2 minutes" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an empty keyring', { mirrors: [mirror({ keyring: '' })] }, 'config.json: mirrors[0].keyring: expected a non-empty string, got ""'],
     ['an unknown metadata mode', { mirrors: [mirror({ metadata: 'signed' })] }, 'config.json: mirrors[0].metadata: expected "filtered" or "upstream", got "signed"'],
     ['an unknown publish mode', { mirrors: [mirror({ publish: 'all' })] }, 'config.json: mirrors[0].publish: expected "selected" or "cached", got "all"'],
