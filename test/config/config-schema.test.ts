@@ -74,7 +74,7 @@ describe('config.example.json', () => {
 
   test('shows every key the loader knows', () => {
     const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
-    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors'])
+    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors'])
     assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'selections'])
   })
 })
@@ -82,7 +82,7 @@ describe('config.example.json', () => {
 describe('the loader and the schema agree', () => {
   const accepted: [string, (config: any) => void][] = [
     ['only mirrors', (config) => {
-      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch']) delete config[key]
+      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits']) delete config[key]
       for (const key of ['keyring', 'metadata', 'publish', 'selections']) delete config.mirrors[0][key]
     }],
     ['durations as numbers of seconds', (config) => {
@@ -91,6 +91,8 @@ describe('the loader and the schema agree', () => {
     }],
     ['an upstream without a trailing slash', (config) => (config.mirrors[0].upstream = 'http://images.example:8000/stable')],
     ['port 0', (config) => (config.listen.port = 0)],
+    ['a metadata cap in bytes and a timeout in seconds', (config) => (config.limits = { metadataMaxBytes: 1048576, metadataTimeout: 90 })],
+    ['an upstream with credentials', (config) => (config.mirrors[0].upstream = 'https://mirror:S3cret@images.example/stable/')],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
   ]
   for (const [what, edit] of accepted) {
@@ -123,6 +125,9 @@ describe('the loader and the schema agree', () => {
     ['an unknown metadata mode', (config) => (config.mirrors[0].metadata = 'signed'), 'mirrors[0].metadata'],
     ['an unknown publish mode', (config) => (config.mirrors[0].publish = 'newest'), 'mirrors[0].publish'],
     ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
+    ['a metadata cap without a unit the loader knows', (config) => (config.limits.metadataMaxBytes = '64M'), 'limits.metadataMaxBytes'],
+    ['a metadata cap below 64 KiB', (config) => (config.limits.metadataMaxBytes = 4096), 'limits.metadataMaxBytes'],
+    ['an unknown limits key', (config) => (config.limits.metadataSize = 1), 'limits.metadataSize'],
   ]
   for (const [what, edit, key] of rejected) {
     test(`both reject ${what}`, async () => {
