@@ -174,7 +174,12 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
-  core.log.info('listening', { url, mirrors: config.mirrors.map((mirror) => `${mirror.name}=${mirror.path}`).join(',') })
+  core.log.info('listening', {
+    url,
+    mirrors: config.mirrors.map((mirror) => `${mirror.name}=${mirror.path}`).join(','),
+    // Described by the source: credentials in an upstream URL are redacted.
+    upstreams: core.mirrors.map((mirror) => `${mirror.config.name}=${mirror.upstream.describe()}`).join(','),
+  })
   for (const mirror of core.mirrors) void mirror.publication()
   core.prefetcher.start()
 
