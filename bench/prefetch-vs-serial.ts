@@ -10,6 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DEFAULT_LIMITS } from '../src/config/defaults.js'
 import type { Config } from '../src/config/types.js'
 import { silentLogger } from '../src/log/logger.js'
 import { formatBytes } from '../src/prefetch/progress-display.js'
@@ -43,7 +44,7 @@ async function pass(concurrency: number): Promise<{ seconds: number; files: numb
     signingKey: join(workDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency },
-    limits: { pipelinedRequests: 32 },
+    limits: DEFAULT_LIMITS,
     mirrors: [
       {
         name: 'stable',

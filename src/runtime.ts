@@ -23,6 +23,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
+import { createHttpSource } from './upstream/http-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -90,13 +91,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   })
   const { startup } = store
   log.info('store opened', { dataDir: config.dataDir, ...startup })
-  const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
+  const client = createUpstreamClient({
+    userAgent: 'sstream-proxy',
+    metadataMaxBytes: config.limits.metadataMaxBytes,
+    metadataTimeoutMs: config.limits.metadataTimeout * 1000,
+    ...options.upstream,
+  })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
-        client,
+        upstream: createHttpSource({ root: mirror.upstream, client }),
         signingKey,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,
@@ -113,7 +119,6 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     createPrefetcher({
       mirrors: forMirrors,
       store,
-      client,
       settings: settings.prefetch,
       log,
       attempts: options.prefetchAttempts,
@@ -182,6 +187,9 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   ['listen.tls', (config) => config.listen.tls !== undefined],
   ['dataDir', (config) => config.dataDir],
   ['signingKey', (config) => config.signingKey],
+  // The upstream client, which enforces these, is kept across reloads with its connections.
+  ['limits.metadataMaxBytes', (config) => config.limits.metadataMaxBytes],
+  ['limits.metadataTimeout', (config) => config.limits.metadataTimeout],
 ]
 
 export async function startProxy(config: Config, options: StartProxyOptions): Promise<RunningProxy> {
@@ -250,7 +258,9 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${tlsFiles === undefined ? 'http' : 'https'}://${host}:${address.port}`
   const describeMirrors = () => core.mirrors.map((mirror) => `${mirror.config.name}=${mirror.config.path}`).join(',')
-  core.log.info('listening', { url, mirrors: describeMirrors() })
+  // Described by the source: credentials in an upstream URL are redacted.
+  const describeUpstreams = () => core.mirrors.map((mirror) => `${mirror.config.name}=${mirror.upstream.describe()}`).join(',')
+  core.log.info('listening', { url, mirrors: describeMirrors(), upstreams: describeUpstreams() })
   for (const mirror of core.mirrors) void mirror.publication()
   core.prefetcher.start()
 

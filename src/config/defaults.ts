@@ -3,6 +3,10 @@
  * "Set-up"), and the values that apply to keys a configuration file leaves out.
  */
 
+import { parseByteSize } from './byte-size.js'
+import { parseDuration } from './duration.js'
+import type { LimitsConfig } from './types.js'
+
 /** Ubuntu's cloud-image keyring, from the `ubuntu-cloudimage-keyring` package. */
 export const STOCK_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg'
 
@@ -18,10 +22,18 @@ export const DEFAULTS = {
   dataDir: './data',
   metadataTtl: '10m',
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
-  limits: { pipelinedRequests: 32 },
+  // Real streams are a few MB; far above that, but bounded.
+  limits: { pipelinedRequests: 32, metadataMaxBytes: '64MiB', metadataTimeout: '2m' },
   // Inside MAAS's 10 s wait for a first byte, with time to spare for the reset to reach it.
   mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s' },
 } as const
+
+/** `DEFAULTS.limits` as a validated `Config` holds it, for configurations built in code. */
+export const DEFAULT_LIMITS: LimitsConfig = {
+  pipelinedRequests: DEFAULTS.limits.pipelinedRequests,
+  metadataMaxBytes: parseByteSize(DEFAULTS.limits.metadataMaxBytes),
+  metadataTimeout: parseDuration(DEFAULTS.limits.metadataTimeout),
+}
 
 /**
  * The configuration used without a file, in the file's shape so that it goes

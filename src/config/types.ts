@@ -53,9 +53,14 @@ export interface ListenConfig {
   allowStatus?: string[]
 }
 
+/** Bounds on what one client or an upstream may cost the proxy. */
 export interface LimitsConfig {
   /** Requests one client connection may have in flight (pipelined) before it is refused. */
   pipelinedRequests: number
+  /** Bytes a metadata document may have; the transfer is cut past them. */
+  metadataMaxBytes: number
+  /** Seconds a metadata document fetch may take in all. */
+  metadataTimeout: number
 }
 
 export interface Config {

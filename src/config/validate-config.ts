@@ -18,7 +18,9 @@ import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.j
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
 import type { Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
+import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
+import { redactUrl } from '../upstream/redact-url.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -47,7 +49,7 @@ interface ConfigFile {
   signingKey?: string
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number }
-  limits?: { pipelinedRequests?: number }
+  limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number }
   mirrors: MirrorFile[]
 }
 
@@ -123,6 +125,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const concurrency = prefetch.concurrency ?? DEFAULTS.prefetch.concurrency
 
   const pipelinedRequests = file.limits?.pipelinedRequests ?? DEFAULTS.limits.pipelinedRequests
+  const metadataMaxBytes = checkMetadataMaxBytes(file.limits?.metadataMaxBytes ?? DEFAULTS.limits.metadataMaxBytes, 'limits.metadataMaxBytes', fail)
+  const metadataTimeout = checkDuration(file.limits?.metadataTimeout ?? DEFAULTS.limits.metadataTimeout, 'limits.metadataTimeout', fail)
 
   const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, options.baseDir, fail))
   checkMirrorsApart(mirrors, fail)
@@ -139,7 +143,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency },
-    limits: { pipelinedRequests },
+    limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout },
     mirrors,
     source: options.source,
   }
@@ -185,6 +189,24 @@ function checkDuration(value: unknown, key: string, fail: Fail): number {
   return seconds
 }
 
+// A metadata document smaller than this cannot hold a real index.
+const MIN_METADATA_BYTES = 64 * 1024
+
+function checkByteSize(value: unknown, key: string, fail: Fail): number {
+  try {
+    return parseByteSize(value)
+  } catch (error) {
+    if (error instanceof ByteSizeSyntaxError) fail(key, error.message)
+    throw error
+  }
+}
+
+function checkMetadataMaxBytes(value: unknown, key: string, fail: Fail): number {
+  const bytes = checkByteSize(value, key, fail)
+  if (bytes < MIN_METADATA_BYTES) fail(key, `${describeValue(value)} is too small (at least ${MIN_METADATA_BYTES} bytes)`)
+  return bytes
+}
+
 function checkFilter(value: unknown, key: string, fail: Fail): Filter {
   try {
     return parseFilter(String(value))
@@ -226,15 +248,17 @@ function checkMirrorPath(value: unknown, key: string, fail: Fail): void {
 /** Returns the upstream URL ending with `/`. */
 function checkUpstream(value: unknown, key: string, fail: Fail): string {
   const text = String(value)
+  // The URL may carry a password: messages show it redacted.
+  const shown = describeValue(redactUrl(text))
   let url: URL
   try {
     url = new URL(text)
   } catch {
-    fail(key, `${describeValue(text)} is not a URL`)
+    fail(key, `${shown} is not a URL`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, `${describeValue(text)} must be an http or https URL`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, `${shown} must be an http or https URL`)
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    fail(key, `${describeValue(text)} must not have a query or fragment (file paths are appended to it)`)
+    fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
   }
   return url.href.endsWith('/') ? url.href : `${url.href}/`
 }
@@ -263,6 +287,8 @@ function checkMirrorsApart(mirrors: MirrorConfig[], fail: Fail): void {
  */
 const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string, fail: Fail) => unknown>([
   [SCHEMA.$defs?.duration, checkDuration],
+  // The schema's integer minimum is the metadata cap's, its only byte size so far.
+  [SCHEMA.$defs?.byteSize, checkMetadataMaxBytes],
   [SCHEMA.$defs?.addressRule, checkAddressRule],
   [SCHEMA.$defs?.mirror?.properties?.name, checkMirrorName],
   [SCHEMA.$defs?.mirror?.properties?.path, checkMirrorPath],

@@ -8,7 +8,7 @@
 
 import { join } from 'node:path'
 import { hostname } from 'node:os'
-import { BUILT_IN_CONFIG, DEFAULTS } from '../config/defaults.js'
+import { BUILT_IN_CONFIG, DEFAULT_LIMITS } from '../config/defaults.js'
 import type { Config } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
 import { startProxy, type RunningProxy } from '../runtime.js'
@@ -59,7 +59,7 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     metadataTtl: 60,
     // Warms the selection at once: /status shows the pass and its history.
     prefetch: { onStart: true, interval: 3600, concurrency: 2 },
-    limits: { pipelinedRequests: DEFAULTS.limits.pipelinedRequests },
+    limits: DEFAULT_LIMITS,
     mirrors: [
       {
         name: 'stable',

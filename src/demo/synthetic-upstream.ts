@@ -63,6 +63,8 @@ export interface UpstreamServer {
 export interface UpstreamServerOptions {
   /** Serve the tree under this path, like `/maas/images/ephemeral-v3/stable/`; default `/`. */
   prefix?: string
+  /** Answer 401 to every request without these Basic auth credentials. */
+  basicAuth?: { user: string; password: string }
 }
 
 const CHUNK = 64 * 1024
@@ -78,6 +80,8 @@ export async function startUpstreamServer(tree: UpstreamTree, options: UpstreamS
   const ranges = new Map<string, string[]>()
   const sockets = new Set<Socket>()
   const etags = new WeakMap<Buffer, string>()
+  const auth = options.basicAuth
+  const expectedAuth = auth === undefined ? undefined : `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`
 
   const etagOf = (content: Buffer) => {
     let etag = etags.get(content)
@@ -100,6 +104,10 @@ export async function startUpstreamServer(tree: UpstreamTree, options: UpstreamS
       return plain(res, 400, 'bad percent-encoding')
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return plain(res, 405, `method ${req.method} not allowed`)
+    if (expectedAuth !== undefined && req.headers.authorization !== expectedAuth) {
+      res.setHeader('WWW-Authenticate', 'Basic realm="upstream"')
+      return plain(res, 401, 'credentials required')
+    }
     requests.set(path, (requests.get(path) ?? 0) + 1)
     const range = req.headers.range
     if (range !== undefined) ranges.set(path, [...(ranges.get(path) ?? []), range])

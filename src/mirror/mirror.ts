@@ -18,13 +18,16 @@ import type { Logger } from '../log/logger.js'
 import { readKeyring } from '../streams/signature.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import { checkStoredSizes } from '../streams/size-consistency.js'
-import { UpstreamError, type UpstreamClient } from '../upstream/upstream-client.js'
+import type { FillSource } from '../store/fill.js'
+import { UpstreamError } from '../upstream/upstream-client.js'
+import type { UpstreamSource } from '../upstream/upstream-source.js'
 import { buildPublication, type Publication } from './publication.js'
-import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, type UpstreamMetadata } from './upstream-metadata.js'
+import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, UpstreamMetadataError, type UpstreamMetadata } from './upstream-metadata.js'
 
 export interface MirrorOptions {
   config: MirrorConfig
-  client: UpstreamClient
+  /** Where the mirror's documents and files come from; the mirror only names relative paths. */
+  upstream: UpstreamSource
   signingKey: SigningKey
   dataDir: string
   metadataTtlSeconds: number
@@ -48,6 +51,8 @@ export interface MirrorMetadataStatus {
 
 export interface Mirror extends EventEmitter {
   readonly config: MirrorConfig
+  /** The mirror's upstream; `describe()` is what `/status` and the log may show of it. */
+  readonly upstream: UpstreamSource
   /** Loads the keyring and the saved metadata; never throws for upstream trouble. */
   start(): Promise<void>
   /** The publication held now, without asking upstream. */
@@ -62,8 +67,8 @@ export interface Mirror extends EventEmitter {
   /** Checks upstream now and resolves when done (the last good copy stays on failure). */
   refresh(): Promise<Publication | undefined>
   metadataStatus(): MirrorMetadataStatus
-  /** The upstream URL of an item path. */
-  upstreamUrl(path: string): string
+  /** Opens an item path upstream from a byte offset, for fills. */
+  fileSource(path: string): FillSource
   /**
    * Tells the mirror a file was stored; with `publish: "cached"`, a version
    * it completes is published. Resolves once the publication is rebuilt.
@@ -93,7 +98,7 @@ const builtFrom = (publication: Publication, metadata: UpstreamMetadata) =>
 const STOCK_KEYRING_HINT = 'install it with "apt install ubuntu-cloudimage-keyring", or set "keyring" of this mirror to a keyring file'
 
 export function createMirror(options: MirrorOptions): Mirror {
-  const { config, client, log } = options
+  const { config, upstream: source, log } = options
   const ttlMs = options.metadataTtlSeconds * 1000
   const savedFile = join(options.dataDir, 'metadata', `${config.name}.json`)
   const emitter = new EventEmitter()
@@ -106,8 +111,19 @@ export function createMirror(options: MirrorOptions): Mirror {
   /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
   let unavailableSince = -Infinity
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
-  const build = (metadata: UpstreamMetadata) =>
-    buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+  const build = async (metadata: UpstreamMetadata) => {
+    const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+    // Signed is not enough: an item may only name a file under the upstream
+    // root. Refused here, the metadata stays an error on /status naming the item.
+    for (const file of publication.files.values()) {
+      const problem = source.pathProblem(file.path)
+      if (problem === undefined) continue
+      const ref = file.refs[0]
+      const where = ref === undefined ? '' : `product ${JSON.stringify(ref.product)} version ${JSON.stringify(ref.version)} item ${JSON.stringify(ref.item)}: `
+      throw new UpstreamMetadataError(`${where}path ${JSON.stringify(file.path)} ${problem}`)
+    }
+    return publication
+  }
   /**
    * Builds the publication of newly fetched or loaded metadata. Checked against
    * the store here, where the store is, rather than in the build: the index
@@ -139,7 +155,7 @@ export function createMirror(options: MirrorOptions): Mirror {
         // A keyring installed after start (the hint on /status says how) is picked up here.
         if (keys === undefined) await loadKeys()
         if (keys === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
-        const { metadata, changed } = await fetchUpstreamMetadata({ client, upstream: config.upstream, keys, previous: upstream })
+        const { metadata, changed } = await fetchUpstreamMetadata({ source, keys, previous: upstream })
         status.upstreamReachable = true
         // Unchanged upstream keeps the publication only if it was built from
         // these very documents: a republish racing a refresh can leave one
@@ -197,7 +213,7 @@ export function createMirror(options: MirrorOptions): Mirror {
   async function loadSaved(): Promise<void> {
     if (keys === undefined) return
     try {
-      const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, keys })
+      const saved = await loadUpstreamMetadata(savedFile, { source, keys })
       if (saved === undefined) return
       upstream = saved
       const publication = await accept(saved)
@@ -242,6 +258,7 @@ export function createMirror(options: MirrorOptions): Mirror {
 
   return Object.assign(emitter, {
     config,
+    upstream: source,
     async start() {
       await loadKeys()
       await loadSaved()
@@ -260,7 +277,7 @@ export function createMirror(options: MirrorOptions): Mirror {
       return cache.fetch(KEY, { forceRefresh: true, allowStale: false }).catch(() => undefined)
     },
     metadataStatus: () => ({ ...status, metadataWarnings: [...inconsistencies] }),
-    upstreamUrl: (path: string) => new URL(path, config.upstream).href,
+    fileSource: (path: string): FillSource => (offset) => source.openFile(path, { offset }),
     async fileStored(sha256: string) {
       if (config.publish !== 'cached') return
       const publication = cache.get(KEY)

@@ -10,10 +10,9 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type * as openpgp from 'openpgp'
 import { parseIndex, parseProducts, StreamFormatError } from '../streams/documents.js'
-import { unsafePathReason } from '../streams/item-path.js'
 import { verifyClearsigned, SignatureError } from '../streams/signature.js'
 import type { IndexDocument, ProductsDocument } from '../streams/types.js'
-import type { UpstreamClient } from '../upstream/upstream-client.js'
+import type { UpstreamSource } from '../upstream/upstream-source.js'
 
 export const INDEX_PATH = 'streams/v1/index.sjson'
 
@@ -38,9 +37,7 @@ export interface UpstreamMetadata {
 }
 
 export interface FetchMetadataOptions {
-  client: UpstreamClient
-  /** Mirror root URL, ending with `/`. */
-  upstream: string
+  source: UpstreamSource
   keys: openpgp.PublicKey[]
   previous?: UpstreamMetadata
 }
@@ -56,36 +53,36 @@ type RawDocument = Omit<UpstreamDocument, 'text'>
 
 /** Fetches the current upstream metadata; `changed` is false when upstream confirmed `previous`. */
 export async function fetchUpstreamMetadata(options: FetchMetadataOptions): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
+  const { source } = options
   const read: DocumentReader = async (path, previous) => {
-    const location = new URL(path, options.upstream).href
-    const result = await options.client.fetchText(location, { etag: previous?.etag, lastModified: previous?.lastModified })
+    const result = await source.getDocument(path, { etag: previous?.etag, lastModified: previous?.lastModified })
     if (result.status === 304) {
-      if (previous === undefined) throw new UpstreamMetadataError(`${location}: 304 Not Modified to an unconditional request`)
+      if (previous === undefined) throw new UpstreamMetadataError(`${source.describe(path)}: 304 Not Modified to an unconditional request`)
       return 'unchanged'
     }
     return { path, signed: result.text, etag: result.etag, lastModified: result.lastModified }
   }
-  return assemble(read, options.upstream, options.keys, options.previous)
+  return assemble(read, source, options.keys, options.previous)
 }
 
-async function assemble(read: DocumentReader, base: string, keys: openpgp.PublicKey[], previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
+async function assemble(read: DocumentReader, source: UpstreamSource, keys: openpgp.PublicKey[], previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
   const indexRaw = await read(INDEX_PATH, previous?.index)
   if (indexRaw === 'unchanged' && previous !== undefined) {
     return { metadata: { ...previous, checkedAt: Date.now() }, changed: false }
   }
-  const index = await verify(indexRaw as RawDocument, base, keys, parseIndex)
+  const index = await verify(indexRaw as RawDocument, source, keys, parseIndex)
   const products: UpstreamMetadata['products'] = new Map()
   for (const [contentId, entry] of Object.entries(index.parsed.index)) {
     if (entry.format !== undefined && entry.format !== 'products:1.0') continue
-    const location = new URL(INDEX_PATH, base).href
-    const problem = unsafePathReason(entry.path)
-    if (problem !== undefined) throw new UpstreamMetadataError(`${location}: index["${contentId}"].path "${entry.path}": ${problem}`)
+    // Signed is not enough: an entry may only name a file under the upstream root.
+    const problem = source.pathProblem(entry.path)
+    if (problem !== undefined) throw new UpstreamMetadataError(`${source.describe(INDEX_PATH)}: index["${contentId}"].path ${JSON.stringify(entry.path)} ${problem}`)
     const before = previous?.products.get(contentId)
     const unchangedEntry = before !== undefined && before.path === entry.path && previous?.index.parsed.index[contentId]?.updated === entry.updated
     const raw = unchangedEntry ? 'unchanged' : await read(entry.path, before)
-    const document = raw === 'unchanged' && before !== undefined ? before : await verify(raw as RawDocument, base, keys, parseProducts)
+    const document = raw === 'unchanged' && before !== undefined ? before : await verify(raw as RawDocument, source, keys, parseProducts)
     if (document.parsed.content_id !== contentId) {
-      throw new UpstreamMetadataError(`${new URL(entry.path, base).href}: content_id "${document.parsed.content_id}" differs from its index entry "${contentId}"`)
+      throw new UpstreamMetadataError(`${source.describe(entry.path)}: content_id "${document.parsed.content_id}" differs from its index entry "${contentId}"`)
     }
     products.set(contentId, document)
   }
@@ -94,11 +91,11 @@ async function assemble(read: DocumentReader, base: string, keys: openpgp.Public
 
 async function verify<T extends IndexDocument | ProductsDocument>(
   raw: RawDocument,
-  base: string,
+  source: UpstreamSource,
   keys: openpgp.PublicKey[],
   parser: (text: string, source: string) => T,
 ): Promise<UpstreamDocument & { parsed: T }> {
-  const location = new URL(raw.path, base).href
+  const location = source.describe(raw.path)
   try {
     const text = await verifyClearsigned(raw.signed, keys)
     return { ...raw, text, parsed: parser(text, location) }
@@ -131,7 +128,7 @@ export async function saveUpstreamMetadata(file: string, metadata: UpstreamMetad
  * Reads a saved set back, verifying every signature again (the file on disk
  * is not trusted more than upstream). Undefined when there is none.
  */
-export async function loadUpstreamMetadata(file: string, options: { upstream: string; keys: openpgp.PublicKey[] }): Promise<UpstreamMetadata | undefined> {
+export async function loadUpstreamMetadata(file: string, options: { source: UpstreamSource; keys: openpgp.PublicKey[] }): Promise<UpstreamMetadata | undefined> {
   let saved: SavedMetadata
   try {
     saved = JSON.parse(await readFile(file, 'utf8')) as SavedMetadata
@@ -145,6 +142,6 @@ export async function loadUpstreamMetadata(file: string, options: { upstream: st
     if (document === undefined) throw new UpstreamMetadataError(`${file}: no saved copy of ${path}`)
     return document
   }
-  const { metadata } = await assemble(read, options.upstream, options.keys, undefined)
+  const { metadata } = await assemble(read, options.source, options.keys, undefined)
   return { ...metadata, checkedAt: saved.checkedAt }
 }

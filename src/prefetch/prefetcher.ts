@@ -13,7 +13,6 @@ import type { Mirror } from '../mirror/mirror.js'
 import type { Publication } from '../mirror/publication.js'
 import type { PrefetchStatus } from '../server/status-report.js'
 import type { Store } from '../store/store.js'
-import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { collectGarbage, GcRefusedError, type GarbageReport } from './garbage.js'
 import { createLeases } from '../store/lease.js'
 import { createPassHistory, type PassCounts, type PassRecord } from './pass-history.js'
@@ -22,7 +21,6 @@ import { startPass, type PassEnd, type PrefetchPass } from './pass.js'
 export interface PrefetcherOptions {
   mirrors: readonly Mirror[]
   store: Store
-  client: UpstreamClient
   settings: PrefetchConfig
   log: Logger
   /** Fills per file before a pass counts it failed. */
@@ -75,7 +73,7 @@ interface Running {
 const HISTORY_SHOWN = 5
 
 export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
-  const { store, client, settings, log } = options
+  const { store, settings, log } = options
   const leases = createLeases(store.db, { ttlMs: options.leaseTtlMs, onError: (message) => log.warn('prefetch lease', { error: message }) })
   const history = createPassHistory(store.db)
   const running = new Map<string, Running>()
@@ -114,7 +112,7 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
         const current = startPass({
           publication,
           store,
-          source: (path) => (offset) => client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}),
+          source: (path) => mirror.fileSource(path),
           concurrency: settings.concurrency,
           attempts: options.attempts,
           retryBaseMs: options.retryBaseMs,

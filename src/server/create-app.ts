@@ -157,7 +157,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       method: c.req.method as 'GET' | 'HEAD',
       range: header(c, 'range'),
       ifNoneMatch: header(c, 'if-none-match'),
-    }, (offset) => deps.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}), mirror.config.missWait * 1000)
+    }, mirror.fileSource(path), mirror.config.missWait * 1000)
     if (answer.kind === 'unavailable') {
       const { missFailure } = mirror.config
       const requestId = newRequestId()

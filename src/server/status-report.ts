@@ -52,7 +52,7 @@ export function buildStatusReport(deps: StatusDeps) {
       return {
         name: mirror.config.name,
         path: mirror.config.path,
-        upstream: mirror.config.upstream,
+        upstream: mirror.upstream.describe(),
         ...mirror.metadataStatus(),
         selection: selectionStatus(publication, store),
         prefetch: deps.prefetchStatus?.(mirror.config.name) ?? IDLE_PREFETCH,

@@ -12,7 +12,8 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { BlobStore, TempFile } from './blob-store.js'
 import type { FileIndex } from './file-index.js'
-import { UpstreamError, backoffMs, type UpstreamResponse } from '../upstream/upstream-client.js'
+import { UpstreamError, backoffMs } from '../upstream/upstream-client.js'
+import type { FileResponse } from '../upstream/upstream-source.js'
 
 export interface FillTarget {
   sha256: string
@@ -22,7 +23,7 @@ export interface FillTarget {
 }
 
 /** Opens the upstream body from `offset`; an offset above 0 asks for a `Range`. */
-export type FillSource = (offset: number) => Promise<UpstreamResponse>
+export type FillSource = (offset: number) => Promise<FileResponse>
 
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed'
 
@@ -98,7 +99,7 @@ class SharedFill extends EventEmitter implements Fill {
   abortReason: string | undefined
   /** Aborted with `abortReason`: cuts short a wait for upstream headers or for a retry. */
   readonly aborter = new AbortController()
-  body: UpstreamResponse['body'] | undefined
+  body: FileResponse['body'] | undefined
 
   constructor(readonly target: FillTarget) {
     super()
@@ -214,7 +215,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
   }
 
   /** Appends one upstream response's body at `fill.written`, hashing as it goes. */
-  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: UpstreamResponse): Promise<void> {
+  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: FileResponse): Promise<void> {
     const { target } = fill
     const body = response.body
     let skip: number
@@ -355,7 +356,7 @@ async function writeAll(temp: TempFile, batch: Buffer[], bytes: number, position
  * Checks the status and length of a response against what the fill expects
  * and returns how many leading bytes to drop (when upstream ignored `Range`).
  */
-function bytesToSkip(offset: number, target: FillTarget, response: UpstreamResponse): number {
+function bytesToSkip(offset: number, target: FillTarget, response: FileResponse): number {
   const { status, headers, url } = response
   if (status === 206 && offset > 0) {
     const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headers['content-range'] ?? '')
@@ -376,7 +377,7 @@ function bytesToSkip(offset: number, target: FillTarget, response: UpstreamRespo
 }
 
 /** The response, or a rejection as soon as `signal` aborts; a response that arrives after that is dropped. */
-function unlessAborted(signal: AbortSignal, pending: Promise<UpstreamResponse>): Promise<UpstreamResponse> {
+function unlessAborted(signal: AbortSignal, pending: Promise<FileResponse>): Promise<FileResponse> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       reject(signal.reason as Error)

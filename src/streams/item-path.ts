@@ -16,6 +16,11 @@ export function unsafePathReason(path: string): string | undefined {
   if (path === '') return 'empty'
   if (CONTROL.test(path)) return 'contains a control character'
   if (path.startsWith('/')) return 'absolute'
+  // `http:host/x` is a URL with a scheme, not a relative path: joined to the
+  // upstream root it would name another host (RFC 3986 4.2 forbids a colon in
+  // a relative path's first segment for this reason).
+  const first = path.slice(0, path.indexOf('/') === -1 ? undefined : path.indexOf('/'))
+  if (first.includes(':')) return 'has a ":" in its first segment (a URL scheme)'
   const forbidden = FORBIDDEN.exec(path)
   if (forbidden !== null) return `contains "${forbidden[0]}"`
   for (const segment of path.split('/')) {

@@ -28,6 +28,10 @@ export class SignatureError extends Error {
 }
 
 const SIGNED_MESSAGE_HEADER = '-----BEGIN PGP SIGNED MESSAGE-----'
+const SIGNATURE_BEGIN = '\n-----BEGIN PGP SIGNATURE-----'
+const SIGNATURE_END = '-----END PGP SIGNATURE-----'
+// A signature block holds a few hundred bytes per signature.
+const MAX_SIGNATURE_BLOCK = 64 * 1024
 const PUBLIC_KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/g
 
 /**
@@ -67,9 +71,7 @@ export async function readKeyring(bytes: Uint8Array, source: string): Promise<op
  * `SignatureError` unless at least one signature is valid by one of the keys.
  */
 export async function verifyClearsigned(text: string, keys: openpgp.PublicKey[]): Promise<string> {
-  if (!text.trimStart().startsWith(SIGNED_MESSAGE_HEADER)) {
-    throw new SignatureError('unsigned', `not a clearsigned document (no "${SIGNED_MESSAGE_HEADER}")`)
-  }
+  await checkSignatureBlock(text, keys)
   let message: openpgp.CleartextMessage
   try {
     message = await openpgp.readCleartextMessage({ cleartextMessage: text })
@@ -92,6 +94,39 @@ export async function verifyClearsigned(text: string, keys: openpgp.PublicKey[])
     throw new SignatureError('unknown-key', `signed by key ${signers.join(', ')}, which is not in the keyring`)
   }
   throw new SignatureError('bad-signature', `signature does not match the text: ${failures.join('; ')}`)
+}
+
+/**
+ * The cheap checks before the cleartext parser, which splits the whole text
+ * line by line: an unsigned document, or one signed by a key outside the
+ * keyring, is refused in milliseconds however large it is. Reads only the
+ * armored signature block at the end and compares its issuers with the keyring.
+ */
+async function checkSignatureBlock(text: string, keys: openpgp.PublicKey[]): Promise<void> {
+  if (!text.trimStart().startsWith(SIGNED_MESSAGE_HEADER)) {
+    throw new SignatureError('unsigned', `not a clearsigned document (no "${SIGNED_MESSAGE_HEADER}")`)
+  }
+  // Dash-escaping turns a signed line starting with "-" into "- -", so the last one at a line start is the armor.
+  const begin = text.lastIndexOf(SIGNATURE_BEGIN)
+  if (begin === -1 || !text.trimEnd().endsWith(SIGNATURE_END)) {
+    throw new SignatureError('bad-signature', `malformed clearsigned document: no "${SIGNATURE_BEGIN.trim()}" ... "${SIGNATURE_END}" block at its end`)
+  }
+  const block = text.slice(begin + 1)
+  if (block.length > MAX_SIGNATURE_BLOCK) {
+    throw new SignatureError('bad-signature', `signature block of ${block.length} bytes (a real one is under ${MAX_SIGNATURE_BLOCK})`)
+  }
+  let signature: openpgp.Signature
+  try {
+    signature = await openpgp.readSignature({ armoredSignature: block })
+  } catch (error) {
+    throw new SignatureError('bad-signature', `malformed signature block: ${oneLine(error)}`)
+  }
+  const known = new Set(keys.flatMap((key) => key.getKeyIDs().map((id) => id.toHex().toUpperCase())))
+  const issuers = signature.packets.map((packet) => packet.issuerKeyID.toHex().toUpperCase())
+  if (issuers.length === 0) throw new SignatureError('unsigned', 'signature block carries no signature')
+  if (!issuers.some((id) => known.has(id))) {
+    throw new SignatureError('unknown-key', `signed by key ${issuers.join(', ')}, which is not in the keyring`)
+  }
 }
 
 /**

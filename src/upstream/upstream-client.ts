@@ -3,15 +3,17 @@
  * parallel upstream connections, gives up on a server that does not answer
  * (`connectTimeoutMs` until the response headers) or stops sending
  * (`idleTimeoutMs` between body chunks), retries metadata with backoff, and
- * names the URL in every error.
+ * names the URL in every error, its credentials redacted. A metadata document
+ * is read under a size cap and an overall deadline, so a hostile upstream can
+ * neither fill memory nor hold a refresh forever.
  */
 
 import http from 'node:http'
 import https from 'node:https'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { text as readText } from 'node:stream/consumers'
 import { createHistogram, LATENCY_BOUNDS_SECONDS, type HistogramSnapshot } from '../metrics/histogram.js'
+import { redactUrl } from './redact-url.js'
 import { createSemaphore } from './semaphore.js'
 
 export interface UpstreamClientOptions {
@@ -22,17 +24,25 @@ export interface UpstreamClientOptions {
   /** Milliseconds without a byte of body before the transfer is abandoned. */
   idleTimeoutMs?: number
   userAgent?: string
+  /** Bytes a metadata document may have; the transfer is cut as soon as it passes them. Default 64 MiB. */
+  metadataMaxBytes?: number
+  /** Milliseconds a metadata document fetch may take in all, retries included. Default 2 minutes. */
+  metadataTimeoutMs?: number
 }
 
 export class UpstreamError extends Error {
   override name = 'UpstreamError'
+  /** The URL the error is about, credentials redacted. */
+  readonly url: string
   constructor(
-    readonly url: string,
+    url: string,
     message: string,
     /** The HTTP status when upstream answered, undefined for network failures. */
     readonly status?: number,
   ) {
-    super(`${url}: ${message}`)
+    const shown = redactUrl(url)
+    super(`${shown}: ${message}`)
+    this.url = shown
   }
 
   /** Network failures and 5xx may pass; other statuses will not change on retry. */
@@ -42,6 +52,7 @@ export class UpstreamError extends Error {
 }
 
 export interface UpstreamResponse {
+  /** Credentials redacted: for messages. */
   url: string
   status: number
   headers: IncomingHttpHeaders
@@ -52,6 +63,8 @@ export interface UpstreamResponse {
 export interface RequestOptions {
   method?: 'GET' | 'HEAD'
   headers?: Record<string, string>
+  /** Abandons the request (or its body) with the signal's reason. */
+  signal?: AbortSignal
 }
 
 export type TextResult =
@@ -64,6 +77,9 @@ export interface FetchTextOptions {
   /** Attempts in all, with exponential backoff between them. */
   attempts?: number
 }
+
+export const DEFAULT_METADATA_MAX_BYTES = 64 * 1024 * 1024
+export const DEFAULT_METADATA_TIMEOUT_MS = 120_000
 
 export interface UpstreamClientStats {
   requests: number
@@ -91,6 +107,8 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   const connectTimeoutMs = options.connectTimeoutMs ?? 15_000
   const idleTimeoutMs = options.idleTimeoutMs ?? 10_000
   const userAgent = options.userAgent ?? 'sstream-proxy'
+  const metadataMaxBytes = options.metadataMaxBytes ?? DEFAULT_METADATA_MAX_BYTES
+  const metadataTimeoutMs = options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS
   const agents = {
     'http:': new http.Agent({ keepAlive: true, maxSockets: maxConnections }),
     'https:': new https.Agent({ keepAlive: true, maxSockets: maxConnections }),
@@ -105,6 +123,8 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     const target = new URL(url)
     const transport = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : undefined
     if (transport === undefined) throw new UpstreamError(url, `unsupported protocol ${target.protocol}`)
+    const { signal } = requestOptions
+    signal?.throwIfAborted()
     const release = await slots.acquire()
     requests++
     const sent = performance.now()
@@ -118,6 +138,10 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         const timer = setTimeout(() => {
           req.destroy(new UpstreamError(url, `no response within ${connectTimeoutMs / 1000}s`))
         }, connectTimeoutMs)
+        const onAbort = () => req.destroy(signal?.reason as Error)
+        signal?.addEventListener('abort', onAbort, { once: true })
+        if (signal?.aborted === true) onAbort()
+        req.once('close', () => signal?.removeEventListener('abort', onAbort))
         req.once('response', (res) => {
           clearTimeout(timer)
           latency.observe((performance.now() - sent) / 1000)
@@ -136,14 +160,17 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       const onIdle = () => response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
       socket.setTimeout(idleTimeoutMs)
       socket.on('timeout', onIdle)
+      const onAbort = () => response.destroy(signal?.reason as Error)
+      signal?.addEventListener('abort', onAbort, { once: true })
       response.once('close', () => {
         // The socket goes back to the keep-alive pool: leave no listener of this response on it.
         socket.setTimeout(0)
         socket.off('timeout', onIdle)
+        signal?.removeEventListener('abort', onAbort)
         release()
       })
       response.once('error', () => errors++)
-      return { url, status: response.statusCode ?? 0, headers: response.headers, body: response }
+      return { url: redactUrl(url), status: response.statusCode ?? 0, headers: response.headers, body: response }
     } catch (error) {
       errors++
       release()
@@ -151,11 +178,11 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     }
   }
 
-  async function fetchTextOnce(url: string, options: FetchTextOptions): Promise<TextResult> {
+  async function fetchTextOnce(url: string, options: FetchTextOptions, signal: AbortSignal): Promise<TextResult> {
     const headers: Record<string, string> = {}
     if (options.etag !== undefined) headers['if-none-match'] = options.etag
     if (options.lastModified !== undefined) headers['if-modified-since'] = options.lastModified
-    const response = await request(url, { headers })
+    const response = await request(url, { headers, signal })
     if (response.status === 304) {
       response.body.resume()
       return { status: 304 }
@@ -164,17 +191,32 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       response.body.resume()
       throw new UpstreamError(url, `HTTP ${response.status}`, response.status)
     }
-    let text: string
+    const declared = Number(response.headers['content-length'])
+    // Upstream answered: a document over the cap is its content, not a failure to retry (status 200).
+    const tooLarge = (what: string) => new UpstreamError(url, `${what}, over the metadata limit of ${metadataMaxBytes} bytes (limits.metadataMaxBytes)`, 200)
+    if (Number.isFinite(declared) && declared > metadataMaxBytes) {
+      response.body.destroy()
+      throw tooLarge(`Content-Length ${declared}`)
+    }
+    const chunks: Buffer[] = []
+    let received = 0
     try {
-      text = await readText(response.body)
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        received += chunk.length
+        // Cut at once: the rest is never read, so memory stays bounded by the cap.
+        if (received > metadataMaxBytes) {
+          response.body.destroy()
+          throw tooLarge(`transfer cut after ${received} bytes`)
+        }
+        chunks.push(chunk)
+      }
     } catch (error) {
       throw error instanceof UpstreamError ? error : new UpstreamError(url, describeNetworkError(error as Error))
     }
-    const declared = Number(response.headers['content-length'])
-    if (Number.isFinite(declared) && Buffer.byteLength(text) !== declared) {
-      throw new UpstreamError(url, `body of ${Buffer.byteLength(text)} bytes, Content-Length said ${declared}`)
+    if (Number.isFinite(declared) && received !== declared) {
+      throw new UpstreamError(url, `body of ${received} bytes, Content-Length said ${declared}`)
     }
-    const result: TextResult = { status: 200, text }
+    const result: TextResult = { status: 200, text: Buffer.concat(chunks, received).toString('utf8') }
     const etag = response.headers.etag
     const lastModified = response.headers['last-modified']
     if (etag !== undefined) result.etag = etag
@@ -186,13 +228,23 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     request,
     async fetchText(url, fetchOptions = {}) {
       const attempts = fetchOptions.attempts ?? 3
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await fetchTextOnce(url, fetchOptions)
-        } catch (error) {
-          if (attempt >= attempts || !(error instanceof UpstreamError) || !error.retryable) throw error
-          await sleep(backoffMs(attempt))
+      // One deadline for the whole fetch: the idle timeout alone lets a trickle
+      // (a byte every few seconds) hold a refresh for hours.
+      const deadline = new AbortController()
+      const timer = setTimeout(() => deadline.abort(new UpstreamError(url, `metadata document not received within ${metadataTimeoutMs / 1000}s (limits.metadataTimeout)`)), metadataTimeoutMs)
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await fetchTextOnce(url, fetchOptions, deadline.signal)
+          } catch (error) {
+            if (deadline.signal.aborted) throw deadline.signal.reason
+            if (attempt >= attempts || !(error instanceof UpstreamError) || !error.retryable) throw error
+            await sleep(backoffMs(attempt), undefined, { signal: deadline.signal }).catch(() => undefined)
+            if (deadline.signal.aborted) throw deadline.signal.reason
+          }
         }
+      } finally {
+        clearTimeout(timer)
       }
     },
     stats() {

@@ -55,7 +55,7 @@ describe('config.example.json', () => {
     assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
-    assert.deepEqual(config.limits, { pipelinedRequests: 32 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
     const [stable] = config.mirrors
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
@@ -92,6 +92,8 @@ describe('the loader and the schema agree', () => {
     }],
     ['an upstream without a trailing slash', (config) => (config.mirrors[0].upstream = 'http://images.example:8000/stable')],
     ['port 0', (config) => (config.listen.port = 0)],
+    ['a metadata cap in bytes and a timeout in seconds', (config) => (config.limits = { metadataMaxBytes: 1048576, metadataTimeout: 90 })],
+    ['an upstream with credentials', (config) => (config.mirrors[0].upstream = 'https://mirror:S3cret@images.example/stable/')],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
     ['allowlists of both families', (config) => (config.listen = { allow: ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.1'], allowStatus: ['127.0.0.1'] })],
   ]
@@ -131,6 +133,9 @@ describe('the loader and the schema agree', () => {
     ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
     ['an allow entry that is a host name', (config) => (config.listen.allow = ['maas.example']), 'listen.allow[0]'],
     ['tls without a key', (config) => (config.listen.tls = { cert: 'proxy.crt' }), 'listen.tls.key'],
+    ['a metadata cap without a unit the loader knows', (config) => (config.limits.metadataMaxBytes = '64M'), 'limits.metadataMaxBytes'],
+    ['a metadata cap below 64 KiB', (config) => (config.limits.metadataMaxBytes = 4096), 'limits.metadataMaxBytes'],
+    ['an unknown limits key', (config) => (config.limits.metadataSize = 1), 'limits.metadataSize'],
   ]
   for (const [what, edit, key] of rejected) {
     test(`both reject ${what}`, async () => {

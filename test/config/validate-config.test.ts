@@ -49,7 +49,7 @@ describe('validateConfig defaults', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
-    assert.deepEqual(config.limits, { pipelinedRequests: 32 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
   })
 
   test('listen.tls paths resolve against the file; allowlists are kept as written', () => {
@@ -93,7 +93,7 @@ describe('validateConfig defaults', () => {
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
     assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
-    assert.deepEqual(config.limits, { pipelinedRequests: 4 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
@@ -106,6 +106,17 @@ describe('validateConfig defaults', () => {
     assert.deepEqual(only.selections[0]?.filters.map((filter) => filter.source), ['arch=amd64', 'release!~^(bionic|focal)$'])
     assert.equal(only.selections[0]?.filters[1]?.matches(new Map([['release', 'noble']])), true)
     assert.equal(only.selections[1]?.max, undefined)
+  })
+
+  test('limits default to a 64 MiB metadata cap and a 2 minute metadata deadline, and take sizes with units or in bytes', () => {
+    assert.deepEqual(validateConfig({ mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(validateConfig({ limits: { metadataMaxBytes: '8MiB', metadataTimeout: '30s' }, mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 8 * 1024 * 1024, metadataTimeout: 30 })
+    assert.equal(validateConfig({ limits: { metadataMaxBytes: 100_000 }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 100_000)
+    assert.equal(validateConfig({ limits: { metadataMaxBytes: '20MB' }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 20_000_000)
+  })
+
+  test('an upstream with credentials keeps them for the request', () => {
+    assert.equal(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstream, 'https://mirror:S3cret@images.example/stable/')
   })
 
   test('naming the stock keyring explicitly still lets it be missing', () => {
@@ -147,7 +158,7 @@ describe('validateConfig rejections name the key', () => {
     ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
     ['a zero concurrency', { prefetch: { concurrency: 0 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 0'],
     ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
-    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of pipelinedRequests)'],
+    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
     ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
     ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
@@ -171,6 +182,11 @@ describe('validateConfig rejections name the key', () => {
     ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
     ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
     ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
+    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
+    ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
+    ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],
+    ['a metadata timeout that is not a duration', { limits: { metadataTimeout: '2 minutes' }, mirrors: [mirror()] }, 'config.json: limits.metadataTimeout: "2 minutes" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an empty keyring', { mirrors: [mirror({ keyring: '' })] }, 'config.json: mirrors[0].keyring: expected a non-empty string, got ""'],
     ['an unknown metadata mode', { mirrors: [mirror({ metadata: 'signed' })] }, 'config.json: mirrors[0].metadata: expected "filtered" or "upstream", got "signed"'],
     ['an unknown publish mode', { mirrors: [mirror({ publish: 'all' })] }, 'config.json: mirrors[0].publish: expected "selected" or "cached", got "all"'],

@@ -33,7 +33,7 @@ describe('prefetch passes on a long-lived signal', () => {
       const pass = startPass({
         publication,
         store: h.proxy.core.store,
-        source: (path) => (offset) => h.proxy.core.client.request(mirror.upstreamUrl(path), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}),
+        source: (path) => mirror.fileSource(path),
         concurrency: 4,
         attempts: 2,
         retryBaseMs: 1,

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { readdir, readlink } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { DEFAULT_LIMITS } from '../../src/config/defaults.js'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 import { rawRequest, sha256 } from '../support/http.js'
 import type { TreeItem } from '../support/upstream-tree.js'
@@ -65,7 +66,7 @@ describe('pipelined requests', () => {
     h = await startHarness({
       tree: { releases: [{ release: 'noble', version: '24.04' }], arches: ['amd64'], versions: ['20250201'], sizes: { squashfs: FILE_BYTES } },
       // Deep enough that 500 queued requests are all accepted: what each costs is measured here, not the limit.
-      config: { limits: { pipelinedRequests: 1000 } },
+      config: { limits: { ...DEFAULT_LIMITS, pipelinedRequests: 1000 } },
     })
     image = h.tree.items.find((i) => i.ftype === 'squashfs') as TreeItem
     kernel = h.tree.items.find((i) => i.item === 'boot-kernel') as TreeItem
@@ -104,7 +105,7 @@ describe('the pipeline limit', () => {
   let h: Harness
   let kernel: TreeItem
   before(async () => {
-    h = await startHarness({ config: { limits: { pipelinedRequests: LIMIT } } })
+    h = await startHarness({ config: { limits: { ...DEFAULT_LIMITS, pipelinedRequests: LIMIT } } })
     kernel = h.tree.items.find((i) => i.item === 'boot-kernel' && i.path.startsWith('noble/amd64/20250201/ga-')) as TreeItem
   })
   after(() => h.close())

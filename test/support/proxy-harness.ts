@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DEFAULT_LIMITS } from '../../src/config/defaults.js'
 import type { Config, MirrorConfig, SelectionConfig } from '../../src/config/types.js'
 import { parseFilter } from '../../src/streams/filter.js'
 import { silentLogger, type Logger } from '../../src/log/logger.js'
@@ -66,7 +67,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     signingKey: join(dataDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency: 4 },
-    limits: { pipelinedRequests: 32 },
+    limits: DEFAULT_LIMITS,
     mirrors: [
       {
         name: 'stable',

@@ -264,7 +264,82 @@ describe('fetchText', () => {
   })
 })
 
+describe('fetchText limits (limits.metadataMaxBytes, limits.metadataTimeout)', () => {
+  const MiB = 1024 * 1024
+
+  test('a 200 MB body without line breaks is cut as soon as it passes the cap: the server never gets to send it all', async () => {
+    const total = 200 * MiB
+    const chunk = Buffer.alloc(64 * 1024, 'x')
+    let sent = 0
+    let sentWhenClosed: number | undefined
+    let responseClosed: () => void
+    const closed = new Promise<void>((resolve) => (responseClosed = resolve))
+    const server = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.on('close', () => {
+        sentWhenClosed = sent
+        responseClosed()
+      })
+      const pump = () => {
+        while (sent < total && !res.destroyed) {
+          sent += chunk.length
+          if (!res.write(chunk)) return void res.once('drain', pump)
+        }
+        if (!res.destroyed) res.end()
+      }
+      pump()
+    })
+    const client = clientWith({ metadataMaxBytes: MiB })
+    await assert.rejects(client.fetchText(server.url), upstreamError(server.url, /over the metadata limit of 1048576 bytes \(limits\.metadataMaxBytes\)/, 200))
+    await allSlotsFree(client)
+    await closed
+    await server.close()
+    assert.equal(server.requests.length, 1, 'a document over the cap is not fetched again')
+    assert.ok(sentWhenClosed !== undefined && sentWhenClosed < total, `the server sent the whole body (${sentWhenClosed} bytes)`)
+    // The cap plus what the sockets' buffers held when the transfer was cut.
+    assert.ok(sent < 32 * MiB, `${sent} bytes sent`)
+  })
+
+  test('a Content-Length over the cap is refused before the body is read', async () => {
+    const server = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(8 * MiB) })
+      res.write(Buffer.alloc(1024))
+    })
+    const client = clientWith({ metadataMaxBytes: MiB })
+    await assert.rejects(client.fetchText(server.url), upstreamError(server.url, /Content-Length 8388608, over the metadata limit of 1048576 bytes/, 200))
+    await allSlotsFree(client)
+    await server.close()
+  })
+
+  test('a trickle that never trips the idle timeout is cut at the deadline, retries included', async () => {
+    const server = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      const timer = setInterval(() => res.write(' '), 100)
+      res.on('close', () => clearInterval(timer))
+    })
+    const client = clientWith({ idleTimeoutMs: 2_000, metadataTimeoutMs: 1_000 })
+    await assert.rejects(client.fetchText(server.url, { attempts: 3 }), upstreamError(server.url, /not received within 1s \(limits\.metadataTimeout\)/))
+    await allSlotsFree(client)
+    await server.close()
+    assert.equal(server.requests.length, 1)
+  })
+
+  test('a document under the cap is read whole', async () => {
+    const body = 'y'.repeat(MiB)
+    const server = await startServer((_req, res) => res.writeHead(200).end(body))
+    const client = clientWith({ metadataMaxBytes: MiB })
+    assert.deepEqual(await client.fetchText(server.url), { status: 200, text: body })
+    await server.close()
+  })
+})
+
 describe('UpstreamError', () => {
+  test('shows a URL with its credentials redacted', () => {
+    const error = new UpstreamError('https://mirror:S3cret@images.example/stable/x', 'HTTP 500', 500)
+    assert.equal(error.url, 'https://mirror:***@images.example/stable/x')
+    assert.equal(error.message, 'https://mirror:***@images.example/stable/x: HTTP 500')
+  })
+
   test('network failures, 5xx and 429 are worth a retry; other statuses are not', () => {
     assert.equal(new UpstreamError('u', 'reset').retryable, true)
     assert.equal(new UpstreamError('u', 'x', 500).retryable, true)
