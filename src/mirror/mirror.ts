@@ -15,6 +15,7 @@ import { LRUCache } from 'lru-cache'
 import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
+import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import { readKeyring } from '../streams/signature.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import { UpstreamError, type UpstreamClient } from '../upstream/upstream-client.js'
@@ -95,8 +96,17 @@ export function createMirror(options: MirrorOptions): Mirror {
   /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
   let unavailableSince = -Infinity
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
-  const build = (metadata: UpstreamMetadata) =>
-    buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+  /** The MAAS problems of the last publication built, so each is logged once, when it appears. */
+  let knownProblems = new Set<string>()
+  const build = async (metadata: UpstreamMetadata) => {
+    const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+    const problems = new Set(publication.maasProblems.map(describeMaasProblem))
+    for (const problem of problems) {
+      if (!knownProblems.has(problem)) log.warn('MAAS would reject the published metadata', { mirror: config.name, problem })
+    }
+    knownProblems = problems
+    return publication
+  }
   /** A pending version whose files are now all stored: the publication is out of date. */
   const completesPending = (publication: Publication, sha256?: string) =>
     publication.pending.some((version) => (sha256 === undefined || version.sha256s.includes(sha256)) && version.sha256s.every(isStored))

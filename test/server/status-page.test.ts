@@ -59,6 +59,7 @@ describe('renderStatusPage', () => {
         path: '/m/',
         upstream: 'http://upstream.example/"x"/',
         upstreamReachable: false,
+        maasProblems: [],
         metadataUpdated: null,
         metadataError: error,
         selection: { products: 1, versions: 1, files: 2, bytes: 3072, cachedFiles: 1, cachedBytes: 2048 },
