@@ -30,6 +30,8 @@ export interface TreeOptions {
   key?: SigningKey
   /** The stream name in content ids and product names; default `stable`. */
   stream?: string
+  /** Changes a products document before it is listed and signed: an upstream that publishes what MAAS rejects, for tests. */
+  editProducts?: (contentId: string, document: ProductsDocument) => void
 }
 
 export interface TreeItem {
@@ -207,7 +209,9 @@ export async function buildUpstreamTree(options: TreeOptions = {}): Promise<Upst
   for (const [contentId, entries] of [[bootloadersId, bootloaderProducts], [centosId, centosProducts], [imagesId, imageProducts]] as const) {
     // MAAS rejects a products file with no products: such a content is left out, as upstream does.
     if (Object.keys(entries).length === 0) continue
-    products.set(contentId, sortKeys({ content_id: contentId, datatype: DATATYPE, format: 'products:1.0', products: entries, updated }))
+    const document: ProductsDocument = sortKeys({ content_id: contentId, datatype: DATATYPE, format: 'products:1.0', products: entries, updated })
+    options.editProducts?.(contentId, document)
+    products.set(contentId, document)
   }
 
   const productsPath = (contentId: string, ext: 'json' | 'sjson') => `streams/v1/${contentId}.${ext}`
