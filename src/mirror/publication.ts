@@ -104,7 +104,8 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
   const selected = mergeFiles([...selections.values()])
   // The selection's files, plus what is published beyond it: older complete
   // versions with `publish: "cached"`, and the items added for MAAS.
-  const files = mergeFiles([...selections.values(), ...published.values()])
+  const beyond = [...published].filter(([contentId, result]) => result !== selections.get(contentId)).map(([, result]) => result)
+  const files = beyond.length === 0 ? selected : mergeFiles([...selections.values(), ...beyond])
   const { documents, maasView } =
     mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
