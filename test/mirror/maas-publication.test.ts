@@ -7,6 +7,7 @@ import { runCli } from '../../src/cli/run-cli.js'
 import { createLogger } from '../../src/log/logger.js'
 import { checkMaasCompatibility, describeMaasProblem } from '../../src/streams/maas-compatibility.js'
 import type { IndexDocument, ProductsDocument } from '../../src/streams/types.js'
+import { gpgvFile } from '../support/gpgv.js'
 import { MIRROR_PATH, startHarness, type Harness, type HarnessOptions } from '../support/proxy-harness.js'
 
 const IMAGES = 'com.ubuntu.maas:stable:v3:download'
@@ -27,19 +28,42 @@ async function get(h: Harness, path: string): Promise<string> {
   return response.text()
 }
 
+/** The keyring MAAS is given for this mirror: the proxy's, or with upstream metadata upstream's. */
+async function maasKeyring(h: Harness): Promise<string> {
+  if (h.config.mirrors[0]?.metadata === 'upstream') return h.keyringPath
+  const path = join(h.dataDir, 'maas-keyring.gpg')
+  await writeFile(path, Buffer.from(await (await fetch(`${h.proxy.url}/keyring.gpg`)).arrayBuffer()))
+  return path
+}
+
+/** A signed document as MAAS checks it: the real gpgv, with the keyring it was given. */
+async function assertGpgvAccepts(h: Harness, keyring: string, path: string, text: string): Promise<void> {
+  const file = join(h.dataDir, 'maas-check.sjson')
+  await writeFile(file, text)
+  const result = await gpgvFile(keyring, file)
+  assert.ok(result.ok, `gpgv rejects ${path}: ${result.stderr}`)
+}
+
 /**
  * Every document the proxy serves, read as MAAS reads it (the signed index,
- * then every products file it lists), and the same through the plain index.
+ * then every products file it lists, each checked by gpgv), and the same
+ * through the plain index.
  */
 async function servedDocuments(h: Harness) {
+  const keyring = await maasKeyring(h)
   const sets = []
   for (const [indexPath, parse] of [
     ['streams/v1/index.sjson', signedJson],
     ['streams/v1/index.json', JSON.parse],
   ] as const) {
-    const index = parse(await get(h, indexPath)) as IndexDocument
+    const read = async (path: string) => {
+      const text = await get(h, path)
+      if (path.endsWith('.sjson')) await assertGpgvAccepts(h, keyring, path, text)
+      return parse(text)
+    }
+    const index = (await read(indexPath)) as IndexDocument
     const products = new Map<string, ProductsDocument>()
-    for (const [contentId, entry] of Object.entries(index.index)) products.set(contentId, parse(await get(h, entry.path)) as ProductsDocument)
+    for (const [contentId, entry] of Object.entries(index.index)) products.set(contentId, (await read(entry.path)) as ProductsDocument)
     sets.push({ index, products })
   }
   return sets
