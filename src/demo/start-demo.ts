@@ -41,7 +41,7 @@ export interface Demo {
 }
 
 /** Small files keep the demo instant: the shape of the streams is what matters. */
-const SIZES = { kernel: 64 * 1024, initrd: 256 * 1024, squashfs: 1024 * 1024, manifest: 4 * 1024, bootloader: 128 * 1024 }
+const SIZES = { kernel: 64 * 1024, initrd: 256 * 1024, squashfs: 1024 * 1024, manifest: 4 * 1024, bootloader: 128 * 1024, rootTgz: 1024 * 1024 }
 
 const UPSTREAM_PREFIX = '/ephemeral-v3/stable/'
 
@@ -109,7 +109,7 @@ export function demoInstructions(demo: Demo, removeDataDir: boolean): string {
   const listening = demo.config.listen.host
   return `sstream-proxy demo: a synthetic signed upstream and a proxy in front of it.
 
-  upstream  ${demo.upstream.url}  (synthetic, signed: Ubuntu jammy and noble, amd64 and arm64, and bootloaders)
+  upstream  ${demo.upstream.url}  (synthetic, signed: Ubuntu jammy and noble, amd64 and arm64, bootloaders, centos-bases; MAAS 3.8 accepts its metadata)
   proxy     ${mirror}
   status    ${base}/status  (open it in a browser: the prefetch warms the selection now)
   metrics   ${base}/metrics
@@ -129,7 +129,9 @@ Point MAAS at it (PROFILE is your 'maas login' profile; in the UI: Images > Chan
   curl -s ${base}/keyring.gpg -o /tmp/sstream-proxy.gpg
   maas $PROFILE boot-sources read
   maas $PROFILE boot-source update 1 url=${mirror} keyring_filename= keyring_data@=/tmp/sstream-proxy.gpg
+  maas $PROFILE boot-source-selections create 1 os=ubuntu release=jammy arches=amd64 subarches='*' labels='*'   # optional: noble amd64 is MAAS's default
   maas $PROFILE boot-resources import
+(The images are pseudo-random bytes: MAAS downloads, verifies and lists them, but they boot nothing.)
 ${listening === '127.0.0.1' || listening === '::1' || listening === 'localhost' ? `MAAS on another machine cannot reach ${listening}: run the demo with --host 0.0.0.0 for that.\n` : ''}
 Ctrl-C stops the demo.
 `

@@ -1,8 +1,10 @@
 /**
  * Builds a MAAS-shaped, signed SimpleStreams tree in memory, the upstream every
- * proxy test mirrors and `sstream-proxy demo` serves: `ephemeral-v3` images (ga and hwe kernels of each
- * release sharing one squashfs) and the bootloaders, with the names of the
- * real images.maas.io streams. File bytes are pseudo-random but derived from
+ * proxy test mirrors and `sstream-proxy demo` serves, in the shapes of the real
+ * images.maas.io streams that MAAS 3.8's strict models accept (facts page §5,
+ * §6): Ubuntu v3 multi-file images (ga and hwe kernels of each release sharing
+ * one squashfs and manifest), the bootloaders in their own content id, and a
+ * centos-bases single-file image. File bytes are pseudo-random but derived from
  * the path, so rebuilding with the same options yields the same files.
  */
 import { createCipheriv, createHash } from 'node:crypto'
@@ -13,21 +15,23 @@ import { generateSigningKey } from '../streams/signing-key.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import type { IndexDocument, ProductsDocument, StreamItem, StreamProduct } from '../streams/types.js'
 
-export type SizedFile = 'kernel' | 'initrd' | 'squashfs' | 'manifest' | 'bootloader'
+export type SizedFile = 'kernel' | 'initrd' | 'squashfs' | 'manifest' | 'bootloader' | 'rootTgz'
 
 export interface TreeOptions {
   /** Default jammy 22.04 and noble 24.04. */
   releases?: Array<{ release: string; version: string }>
   /** Default amd64 and arm64. */
   arches?: string[]
-  /** Version names (dates); default 20250101 and 20250201. Bootloaders get `<version>.0`. */
+  /** Version names (dates); default 20250101 and 20250201. Bootloaders get `<version>.0`, centos-bases `<version>_01`. */
   versions?: string[]
-  /** File sizes in bytes; default kernel 4096, initrd 8192, squashfs 65536, manifest 512, bootloader 2048. */
+  /** File sizes in bytes; default kernel 4096, initrd 8192, squashfs 65536, manifest 512, bootloader 2048, rootTgz 16384. */
   sizes?: Partial<Record<SizedFile, number>>
   /** Reuse a key across rebuilds; default a freshly generated one. */
   key?: SigningKey
   /** The stream name in content ids and product names; default `stable`. */
   stream?: string
+  /** Changes a products document before it is listed and signed: an upstream that publishes what MAAS rejects, for tests. */
+  editProducts?: (contentId: string, document: ProductsDocument) => void
 }
 
 export interface TreeItem {
@@ -57,7 +61,10 @@ export interface UpstreamTree {
   writeKeyring(dir: string, format?: 'binary' | 'armored'): Promise<string>
 }
 
-const DEFAULT_SIZES: Record<SizedFile, number> = { kernel: 4096, initrd: 8192, squashfs: 65536, manifest: 512, bootloader: 2048 }
+const DEFAULT_SIZES: Record<SizedFile, number> = { kernel: 4096, initrd: 8192, squashfs: 65536, manifest: 512, bootloader: 2048, rootTgz: 16384 }
+
+/** The datatype images.maas.io writes in its index and products files. */
+const DATATYPE = 'image-ids'
 
 const CODENAMES: Record<string, string> = { focal: 'Focal Fossa', jammy: 'Jammy Jellyfish', noble: 'Noble Numbat' }
 
@@ -143,29 +150,68 @@ export async function buildUpstreamTree(options: TreeOptions = {}): Promise<Upst
 
   const bootloadersId = `com.ubuntu.maas:${stream}:1:bootloader-download`
   const bootloaderProducts: Record<string, StreamProduct> = {}
+  // The item names are the keys MAAS's bootloader model reads; each item names its source package.
   const bootloaders = [
-    { os: 'grub-efi-signed', type: 'uefi', arch: 'amd64', arches: 'amd64', file: 'grub2-signed.tar.xz', src: ['grub2-signed', 'focal', '1.187.6+2.06-2ubuntu14.4'] },
-    { os: 'pxelinux', type: 'pxe', arch: 'i386', arches: 'amd64, i386', file: 'syslinux.tar.xz', src: ['syslinux', 'bionic', '3:6.03+dfsg1-2'] },
+    {
+      os: 'grub-efi-signed', type: 'uefi', arch: 'amd64', arches: 'amd64',
+      items: [['grub2-signed', 'grub2-signed', 'focal', '1.187.6+2.06-2ubuntu14.4'], ['shim-signed', 'shim-signed', 'focal', '1.40.9+15.7-0ubuntu1']],
+    },
+    { os: 'grub-efi', type: 'uefi', arch: 'arm64', arches: 'arm64', items: [['grub2', 'grub2', 'focal', '2.06-2ubuntu14.4']] },
+    { os: 'pxelinux', type: 'pxe', arch: 'i386', arches: 'amd64, i386', items: [['syslinux', 'syslinux', 'bionic', '3:6.03+dfsg1-2']] },
   ] as const
   for (const loader of bootloaders) {
     const product = `com.ubuntu.maas.${stream}:1:${loader.os}:${loader.type}:${loader.arch}`
     const entry: StreamProduct = { arch: loader.arch, arches: loader.arches, 'bootloader-type': loader.type, label: stream, os: loader.os, versions: {} }
     for (const date of versions) {
       const version = `${date}.0`
-      const [src_package, src_release, src_version] = loader.src
-      const at = { contentId: bootloadersId, product, version, item: loader.file, ftype: 'archive.tar.xz' }
-      entry.versions[version] = {
-        items: {
-          [loader.file]: item({ ...at, path: `bootloaders/${loader.type}/${loader.arch}/${version}/${loader.file}` }, sizes.bootloader, { src_package, src_release, src_version }),
-        },
+      const items: Record<string, StreamItem> = {}
+      for (const [name, src_package, src_release, src_version] of loader.items) {
+        const at = { contentId: bootloadersId, product, version, item: name, ftype: 'archive.tar.xz' }
+        items[name] = item({ ...at, path: `bootloaders/${loader.type}/${loader.arch}/${version}/${name}.tar.xz` }, sizes.bootloader, { src_package, src_release, src_version })
       }
+      entry.versions[version] = { items }
     }
     bootloaderProducts[product] = entry
   }
 
+  // centos-bases: single-file images (a root tarball and its manifest), amd64 only as upstream.
+  const centosId = `com.ubuntu.maas:${stream}:centos-bases-download`
+  const centosProducts: Record<string, StreamProduct> = {}
+  for (const arch of arches.filter((name) => name === 'amd64')) {
+    const product = `com.ubuntu.maas.${stream}:centos-bases:7.0:${arch}`
+    const entry: StreamProduct = {
+      arch,
+      label: stream,
+      os: 'centos',
+      release: 'centos70',
+      release_title: 'CentOS 7',
+      subarch: 'generic',
+      subarches: 'generic',
+      support_eol: '2024-06-30',
+      version: '7.0',
+      versions: {},
+    }
+    for (const date of versions) {
+      const version = `${date}_01`
+      const at = { contentId: centosId, product, version }
+      const dir = `centos/centos70/${arch}/${version}`
+      entry.versions[version] = {
+        items: {
+          manifest: item({ ...at, item: 'manifest', ftype: 'manifest', path: `${dir}/root-tgz.manifest` }, sizes.manifest),
+          'root-tgz': item({ ...at, item: 'root-tgz', ftype: 'root-tgz', path: `${dir}/root-tgz` }, sizes.rootTgz),
+        },
+      }
+    }
+    centosProducts[product] = entry
+  }
+
   const products = new Map<string, ProductsDocument>()
-  for (const [contentId, entries] of [[imagesId, imageProducts], [bootloadersId, bootloaderProducts]] as const) {
-    products.set(contentId, sortKeys({ content_id: contentId, datatype: 'image-downloads', format: 'products:1.0', products: entries, updated }))
+  for (const [contentId, entries] of [[bootloadersId, bootloaderProducts], [centosId, centosProducts], [imagesId, imageProducts]] as const) {
+    // MAAS rejects a products file with no products: such a content is left out, as upstream does.
+    if (Object.keys(entries).length === 0) continue
+    const document: ProductsDocument = sortKeys({ content_id: contentId, datatype: DATATYPE, format: 'products:1.0', products: entries, updated })
+    options.editProducts?.(contentId, document)
+    products.set(contentId, document)
   }
 
   const productsPath = (contentId: string, ext: 'json' | 'sjson') => `streams/v1/${contentId}.${ext}`
@@ -173,7 +219,7 @@ export async function buildUpstreamTree(options: TreeOptions = {}): Promise<Upst
     const index: IndexDocument['index'] = {}
     for (const [contentId, doc] of products) {
       index[contentId] = {
-        datatype: 'image-downloads',
+        datatype: DATATYPE,
         format: 'products:1.0',
         path: productsPath(contentId, ext),
         products: Object.keys(doc.products).sort(),

@@ -78,6 +78,7 @@ export function proxyMetrics(deps: MetricsDeps): MetricFamily[] {
     gauge('sstream_proxy_upstream_up', 'Whether the last metadata check reached upstream (absent before the first check).', perMirror((m) => (m.upstreamReachable === null ? null : Number(m.upstreamReachable)))),
     gauge('sstream_proxy_metadata_updated_timestamp_seconds', 'When the mirror last checked its metadata with upstream successfully.', perMirror((m) => isoSeconds(m.metadataUpdated))),
     gauge('sstream_proxy_metadata_error', '1 while the last metadata refresh of the mirror failed.', perMirror((m) => Number(m.metadataError !== null))),
+    gauge('sstream_proxy_maas_problems', 'Problems MAAS 3.8 would reject the metadata the mirror serves for (see /status); 0 when MAAS accepts it.', perMirror((m) => m.maasProblems.length)),
     gauge('sstream_proxy_selection_files', 'Files the selection of the mirror names.', perMirror((m) => m.selection.files)),
     gauge('sstream_proxy_selection_bytes', 'Bytes the selection of the mirror names.', perMirror((m) => m.selection.bytes)),
     gauge('sstream_proxy_selection_cached_files', 'Files of the selection that are in the cache.', perMirror((m) => m.selection.cachedFiles)),

@@ -15,6 +15,7 @@ import { LRUCache } from 'lru-cache'
 import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
+import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import { readKeyring } from '../streams/signature.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import { checkStoredSizes } from '../streams/size-consistency.js'
@@ -111,6 +112,8 @@ export function createMirror(options: MirrorOptions): Mirror {
   /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
   let unavailableSince = -Infinity
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
+  /** The MAAS problems of the last publication built, so each is logged once, when it appears. */
+  let knownProblems = new Set<string>()
   const build = async (metadata: UpstreamMetadata) => {
     const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
     // Signed is not enough: an item may only name a file under the upstream
@@ -122,6 +125,11 @@ export function createMirror(options: MirrorOptions): Mirror {
       const where = ref === undefined ? '' : `product ${JSON.stringify(ref.product)} version ${JSON.stringify(ref.version)} item ${JSON.stringify(ref.item)}: `
       throw new UpstreamMetadataError(`${where}path ${JSON.stringify(file.path)} ${problem}`)
     }
+    const problems = new Set(publication.maasProblems.map(describeMaasProblem))
+    for (const problem of problems) {
+      if (!knownProblems.has(problem)) log.warn('MAAS would reject the published metadata', { mirror: config.name, problem })
+    }
+    knownProblems = problems
     return publication
   }
   /**

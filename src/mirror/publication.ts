@@ -8,6 +8,8 @@
 import { createHash } from 'node:crypto'
 import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
+import { completeForMaas } from '../streams/maas-completion.js'
+import { checkMaasCompatibility, type MaasDocuments, type MaasProblem } from '../streams/maas-compatibility.js'
 import { applySelections, type FileRef, type SelectedFile, type SelectionResult } from '../streams/selection.js'
 import { clearsign } from '../streams/signature.js'
 import { checkSizesAgree, describeItem, InconsistentMetadataError } from '../streams/size-consistency.js'
@@ -46,7 +48,11 @@ export interface Publication {
   files: Map<string, SelectedFile>
   /** The selection of each products document, by content id. */
   selections: Map<string, SelectionResult>
-  /** What the served documents advertise, by content id: the selection, or with `publish: "cached"` its complete part. */
+  /**
+   * What the served documents advertise, by content id: the selection, or with
+   * `publish: "cached"` its complete part; with filtered metadata, plus the
+   * items MAAS requires of each version (served on demand, not prefetched).
+   */
   published: Map<string, SelectionResult>
   /** With `publish: "cached"`: the selected versions waiting for files. */
   pending: PendingVersion[]
@@ -62,6 +68,8 @@ export interface Publication {
   upstreamUpdated: string | undefined
   /** The upstream metadata this was built from. */
   source: UpstreamMetadata
+  /** What MAAS 3.8 would reject in the served documents; empty when it accepts them. */
+  maasProblems: MaasProblem[]
 }
 
 export interface PublishOptions {
@@ -85,22 +93,29 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
   for (const [contentId, products] of metadata.products) {
     const selection = applySelections(products.parsed, mirror.selections)
     selections.set(contentId, selection)
-    if (!cached) {
+    if (mirror.metadata === 'upstream') {
       published.set(contentId, selection)
+      continue
+    }
+    if (!cached) {
+      published.set(contentId, completeForMaas(products.parsed, selection))
       continue
     }
     // The same groups without `max`: every version the filters match, older ones included.
     const unbounded = applySelections(products.parsed, mirror.selections.map(({ filters }) => ({ filters })))
     const complete = completeVersions(contentId, selection, unbounded, options.isStored ?? (() => false))
-    published.set(contentId, complete.result)
+    published.set(contentId, completeForMaas(products.parsed, complete.result))
     pending.push(...complete.pending)
   }
   const selected = mergeFiles([...selections.values()])
-  // Without `publish: "cached"` what is published is the selection itself.
-  const files = cached ? mergeFiles([...selections.values(), ...published.values()]) : selected
+  // The selection's files, plus what is published beyond it: older complete
+  // versions with `publish: "cached"`, and the items added for MAAS.
+  const beyond = [...published].filter(([contentId, result]) => result !== selections.get(contentId)).map(([, result]) => result)
+  const files = beyond.length === 0 ? selected : mergeFiles([...selections.values(), ...beyond])
   // Before the expensive signing: an item that could only be served as bytes failing its sha256 refuses the metadata.
   checkSizesAgree(files.values())
-  const documents = mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
+  const { documents, maasView } =
+    mirror.metadata === 'upstream' ? upstreamDocuments(metadata) : await filteredDocuments(metadata, published, options.signingKey)
   return {
     source: metadata,
     documents,
@@ -116,6 +131,7 @@ export async function buildPublication(options: PublishOptions): Promise<Publica
     },
     summary: summarise(selections, selected),
     selectionDigest: digestFiles(selected),
+    maasProblems: checkMaasCompatibility(maasView),
     upstreamUpdated: typeof metadata.index.parsed.updated === 'string' ? metadata.index.parsed.updated : undefined,
   }
 }
@@ -164,7 +180,10 @@ function sameItem(a: FileRef, b: FileRef): boolean {
  * versions whose files are all stored, N being how many versions the
  * selection keeps, among the versions the filters match up to the newest
  * selected one. So an older complete version stays published until the one
- * that replaces it is complete, and a newer one appears once it is.
+ * that replaces it is complete, and a newer one appears once it is. A product
+ * with no complete version yet publishes its newest selected one, filled on
+ * demand: MAAS rejects an index or products file with nothing in it, which
+ * would keep it from ever asking for the files that complete it.
  */
 function completeVersions(
   contentId: string,
@@ -191,11 +210,11 @@ function completeVersions(
     for (const version of selectedNames) {
       if (!isComplete(product, version)) pending.push({ contentId, product, version, sha256s: [...new Set(versionFiles.get(versionKey(product, version)))] })
     }
-    const names = Object.keys(entry.versions)
+    const complete = Object.keys(entry.versions)
       .filter((version) => version <= newestSelected && isComplete(product, version))
       .sort()
       .slice(-selectedNames.length)
-    if (names.length === 0) continue
+    const names = complete.length > 0 ? complete : [newestSelected]
     for (const version of names) kept.add(versionKey(product, version))
     products[product] = { ...entry, versions: Object.fromEntries(names.map((version) => [version, entry.versions[version] as StreamVersion])) }
   }
@@ -205,7 +224,13 @@ function completeVersions(
   return { result: { document: { ...unbounded.document, products }, files }, pending }
 }
 
-function upstreamDocuments(metadata: UpstreamMetadata): Map<string, ServedDocument> {
+/** The served documents by path, and the index and products documents as MAAS reads them, for the compatibility check. */
+interface ServedSet {
+  documents: Map<string, ServedDocument>
+  maasView: MaasDocuments
+}
+
+function upstreamDocuments(metadata: UpstreamMetadata): ServedSet {
   const documents = new Map<string, ServedDocument>()
   for (const document of [metadata.index, ...metadata.products.values()]) {
     documents.set(withExtension(document.path, 'sjson'), served(document.signed, 'sjson'))
@@ -218,11 +243,13 @@ function upstreamDocuments(metadata: UpstreamMetadata): Map<string, ServedDocume
   const plainEntries: IndexDocument['index'] = {}
   for (const [contentId, entry] of Object.entries(metadata.index.parsed.index)) plainEntries[contentId] = { ...entry, path: withExtension(entry.path, 'json') }
   documents.set(withExtension(INDEX_PATH, 'json'), served(toJsonText({ ...metadata.index.parsed, index: plainEntries }), 'json'))
-  return documents
+  const products = new Map([...metadata.products].map(([contentId, document]) => [contentId, document.parsed]))
+  return { documents, maasView: { index: metadata.index.parsed, products } }
 }
 
-async function filteredDocuments(metadata: UpstreamMetadata, selections: Map<string, SelectionResult>, key: openpgp.PrivateKey): Promise<Map<string, ServedDocument>> {
+async function filteredDocuments(metadata: UpstreamMetadata, selections: Map<string, SelectionResult>, key: openpgp.PrivateKey): Promise<ServedSet> {
   const documents = new Map<string, ServedDocument>()
+  const products = new Map<string, ProductsDocument>()
   const signedEntries: Record<string, IndexEntry> = {}
   const plainEntries: Record<string, IndexEntry> = {}
   for (const [contentId, selection] of selections) {
@@ -233,6 +260,7 @@ async function filteredDocuments(metadata: UpstreamMetadata, selections: Map<str
     const path = (metadata.products.get(contentId) as { path: string }).path
     signedEntries[contentId] = { ...entry, path: withExtension(path, 'sjson'), products: productNames }
     plainEntries[contentId] = { ...entry, path: withExtension(path, 'json'), products: productNames }
+    products.set(contentId, selection.document)
     const text = toJsonText(selection.document)
     documents.set(withExtension(path, 'json'), served(text, 'json'))
     documents.set(withExtension(path, 'sjson'), served(await clearsign(text, key), 'sjson'))
@@ -240,7 +268,7 @@ async function filteredDocuments(metadata: UpstreamMetadata, selections: Map<str
   const index = (entries: Record<string, IndexEntry>): IndexDocument => ({ ...metadata.index.parsed, index: entries })
   documents.set(withExtension(INDEX_PATH, 'json'), served(toJsonText(index(plainEntries)), 'json'))
   documents.set(INDEX_PATH, served(await clearsign(toJsonText(index(signedEntries)), key), 'sjson'))
-  return documents
+  return { documents, maasView: { index: index(signedEntries), products } }
 }
 
 /**

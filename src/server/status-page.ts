@@ -152,6 +152,7 @@ function renderMirror(mirror: MirrorReport, rows: VersionRow[], now: number): st
   <p>Metadata checked ${mirror.metadataUpdated === null ? 'never' : `<time datetime="${esc(mirror.metadataUpdated)}">${esc(ago(mirror.metadataUpdated, now))}</time>`}.</p>
   ${mirror.metadataError === null ? '' : `<p class="error"><strong>Last error:</strong> ${esc(mirror.metadataError)}</p>`}
   ${mirror.metadataWarnings.map((warning) => `<p class="error"><strong>Refused item:</strong> ${esc(warning)}</p>`).join('\n  ')}
+  ${renderMaasProblems(mirror.maasProblems)}
   <dl class="figures">
     ${figure('products', String(selection.products))}
     ${figure('versions', String(selection.versions))}
@@ -161,6 +162,13 @@ function renderMirror(mirror: MirrorReport, rows: VersionRow[], now: number): st
   ${renderPrefetch(mirror.prefetch, now)}
   ${renderVersions(rows)}
 </section>`
+}
+
+/** Warnings: what MAAS 3.8 would reject in the metadata this mirror serves (one rejected file fails MAAS's whole import). */
+function renderMaasProblems(problems: readonly string[]): string {
+  if (problems.length === 0) return ''
+  return `<div class="warning maas-problems"><strong>MAAS 3.8 would reject this mirror's metadata</strong> (${problems.length} problem${problems.length === 1 ? '' : 's'}; one rejected products file fails the whole import):
+    <ul>${problems.map((problem) => `<li>${esc(problem)}</li>`).join('')}</ul></div>`
 }
 
 function renderPrefetch(prefetch: PrefetchStatus & { passes?: PassRecord[] }, now: number): string {
@@ -320,6 +328,8 @@ dd { margin: 0; font-size: 1.1rem; font-weight: 600; font-variant-numeric: tabul
 .badge.busy { background: var(--busy-bg); color: var(--busy); }
 .error { background: var(--bad-bg); color: var(--bad); padding: .5rem .7rem; border-radius: .4rem; overflow-wrap: anywhere; }
 ul.error { padding-left: 1.6rem; }
+.warning { background: var(--busy-bg); color: var(--busy); padding: .5rem .7rem; border-radius: .4rem; overflow-wrap: anywhere; }
+.warning ul { padding-left: 1.6rem; margin: .3rem 0 0; }
 .bar { height: .7rem; background: var(--line); border-radius: 1rem; overflow: hidden; }
 .bar span { display: block; height: 100%; background: var(--accent); }
 .scroll { overflow-x: auto; }

@@ -5,6 +5,7 @@
 
 import type { Mirror } from '../mirror/mirror.js'
 import type { Publication } from '../mirror/publication.js'
+import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import type { Store } from '../store/store.js'
 import type { Traffic } from './traffic.js'
 
@@ -55,6 +56,8 @@ export function buildStatusReport(deps: StatusDeps) {
         upstream: mirror.upstream.describe(),
         ...mirror.metadataStatus(),
         selection: selectionStatus(publication, store),
+        // What MAAS 3.8 would reject in what this mirror serves, one line each.
+        maasProblems: (publication?.maasProblems ?? []).map(describeMaasProblem),
         prefetch: deps.prefetchStatus?.(mirror.config.name) ?? IDLE_PREFETCH,
       }
     })

@@ -100,7 +100,8 @@ function refName(ref: FileRef): string {
   return `products[${JSON.stringify(ref.product)}].versions[${JSON.stringify(ref.version)}].items[${JSON.stringify(ref.item)}]`
 }
 
-function addFile(byPath: Map<string, SelectedFile>, item: FlatItem): void {
+/** Adds the file `item` names to `byPath` (or its ref to the file already there); throws if one path names two different files. */
+export function addFile(byPath: Map<string, SelectedFile>, item: FlatItem): void {
   const path = item.get('path')
   if (typeof path !== 'string') return
   // parseProducts guarantees an item with a path a valid size and sha256.

@@ -11,12 +11,13 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { checkMaasCompatibility, describeMaasProblem } from '../../src/streams/maas-compatibility.js'
 import { readKeyring, verifyClearsigned } from '../../src/streams/signature.js'
-import type { ProductsDocument } from '../../src/streams/types.js'
+import type { IndexDocument, ProductsDocument } from '../../src/streams/types.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
-test('demo prints its URLs and MAAS commands, serves signed metadata and files, and exits 0 on SIGINT', { timeout: 60_000 }, async () => {
+test('demo prints its URLs and MAAS commands, serves signed metadata MAAS 3.8 accepts and files, and exits 0 on SIGINT', { timeout: 60_000 }, async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'demo', '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
@@ -42,10 +43,17 @@ test('demo prints its URLs and MAAS commands, serves signed metadata and files, 
     const keys = await readKeyring(new Uint8Array(await (await fetch(`${base}keyring.gpg`)).arrayBuffer()), 'keyring.gpg')
     const index = await fetch(`${mirror}streams/v1/index.sjson`)
     assert.equal(index.status, 200)
-    const indexDoc = JSON.parse(await verifyClearsigned(await index.text(), keys)) as { index: Record<string, { path: string }> }
-    const imagesPath = Object.values(indexDoc.index).find((entry) => entry.path.includes(':v3:download'))?.path
-    assert.ok(imagesPath)
-    const products = JSON.parse(await verifyClearsigned(await (await fetch(`${mirror}${imagesPath}`)).text(), keys)) as ProductsDocument
+    const indexDoc = JSON.parse(await verifyClearsigned(await index.text(), keys)) as IndexDocument
+    // What MAAS reads: the signed index, then every products file it lists; its models must accept all of them.
+    const documents = new Map<string, ProductsDocument>()
+    for (const [contentId, entry] of Object.entries(indexDoc.index)) {
+      documents.set(contentId, JSON.parse(await verifyClearsigned(await (await fetch(`${mirror}${entry.path}`)).text(), keys)) as ProductsDocument)
+    }
+    assert.deepEqual([...documents.keys()].sort(), ['com.ubuntu.maas:stable:1:bootloader-download', 'com.ubuntu.maas:stable:v3:download'])
+    assert.deepEqual(checkMaasCompatibility({ index: indexDoc, products: documents }).map(describeMaasProblem), [])
+    const status = (await (await fetch(`${base}status`)).json()) as { mirrors: Array<{ maasProblems: string[] }> }
+    assert.deepEqual(status.mirrors[0]?.maasProblems, [])
+    const products = documents.get('com.ubuntu.maas:stable:v3:download') as ProductsDocument
 
     // An item from the published metadata, whole and with the checksum it names.
     const [version] = Object.values(Object.values(products.products)[0]?.versions ?? {})

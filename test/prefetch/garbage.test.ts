@@ -49,9 +49,32 @@ describe('garbage collection counts references across products and mirrors', () 
   test('it stays while another mirror references it, and goes when none does', async () => {
     const left = await collectWith([
       mirror('stable', '/stable/', ['os~grub']),
-      mirror('second', '/second/', ['arch=amd64', 'release=noble', 'ftype=squashfs']),
+      // Upstream metadata: a filtered mirror would also keep the items MAAS requires of each version.
+      { ...mirror('second', '/second/', ['arch=amd64', 'release=noble', 'ftype=squashfs']), metadata: 'upstream' },
     ])
     assert.deepEqual(left, [`${NOBLE_AMD64}/squashfs`])
     assert.deepEqual(await collectWith([mirror('stable', '/stable/', ['os~grub'])]), [])
+  })
+
+  test('the items a filtered mirror keeps in its metadata for MAAS are kept once stored', async () => {
+    const h2 = await startHarness({ mirror: { selections: [{ filters: ['arch=amd64', 'release=noble', 'subarch=ga-24.04', 'ftype!=manifest'], max: 1 }] } })
+    try {
+      assert.equal((await h2.proxy.core.prefetcher.run('stable', { gc: false })).result, 'ok')
+      // MAAS never asks for it, but another client may: fetched on demand, it stays.
+      const response = await fetch(h2.url(`${NOBLE_AMD64}/squashfs.manifest`))
+      assert.equal(response.status, 200)
+      await response.arrayBuffer()
+      // Stored once verified, just after the last byte is sent.
+      while (h2.proxy.core.store.fills.active().length > 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      await h2.proxy.core.prefetcher.collect()
+      assert.deepEqual(h2.proxy.core.store.index.all().filter((file) => file.path.startsWith(NOBLE_AMD64)).map((file) => file.path).sort(), [
+        `${NOBLE_AMD64}/ga-24.04/generic/boot-initrd`,
+        `${NOBLE_AMD64}/ga-24.04/generic/boot-kernel`,
+        `${NOBLE_AMD64}/squashfs`,
+        `${NOBLE_AMD64}/squashfs.manifest`,
+      ])
+    } finally {
+      await h2.close()
+    }
   })
 })

@@ -32,18 +32,18 @@ describe('a prefetch pass', () => {
 
   test('fetches exactly the selected files, once each, and records the pass', async () => {
     const expected = selectedPaths(h.tree.items, '20250201')
-    assert.equal(expected.length, 8)
+    assert.equal(expected.length, 10)
     const outcome = await h.proxy.core.prefetcher.run('stable')
     assert.equal(outcome.result, 'ok')
-    assert.deepEqual({ done: outcome.counts.filesDone, total: outcome.counts.filesTotal }, { done: 8, total: 8 })
+    assert.deepEqual({ done: outcome.counts.filesDone, total: outcome.counts.filesTotal }, { done: 10, total: 10 })
     for (const path of expected) {
       assert.equal(h.upstream.requestCount(path), 1, path)
       assert.ok(h.proxy.core.store.index.get(shaOf(h, path)), `${path} stored`)
     }
-    assert.equal(itemRequests(h), 8, 'nothing outside the selection was requested')
+    assert.equal(itemRequests(h), 10, 'nothing outside the selection was requested')
     const status = h.proxy.core.prefetcher.status('stable')
     assert.equal(status.lastResult, 'ok')
-    assert.equal(status.passes[0]?.filesDone, 8)
+    assert.equal(status.passes[0]?.filesDone, 10)
     assert.equal(status.passes[0]?.bytesDone, outcome.counts.bytesTotal)
   })
 
@@ -62,7 +62,7 @@ describe('a prefetch pass', () => {
     assert.equal(mirror?.prefetch.state, 'idle')
     assert.equal(mirror?.prefetch.lastResult, 'ok')
     assert.deepEqual(mirror?.prefetch.passes.map((pass) => pass.result), ['ok', 'ok'])
-    assert.equal(mirror?.selection.cachedFiles, 8)
+    assert.equal(mirror?.selection.cachedFiles, 10)
   })
 
   test('a new upstream version is fetched and the old one collected', async () => {
@@ -71,9 +71,9 @@ describe('a prefetch pass', () => {
     h.upstream.setTree(tree)
     const outcome = await h.proxy.core.prefetcher.run('stable')
     assert.equal(outcome.result, 'ok')
-    assert.equal(outcome.counts.filesTotal, 8)
+    assert.equal(outcome.counts.filesTotal, 10)
     for (const path of selectedPaths(tree.items, '20250301')) assert.equal(h.upstream.requestCount(path), 1, path)
-    assert.equal(outcome.garbage?.files.length, 8)
+    assert.equal(outcome.garbage?.files.length, 10)
     for (const path of old) {
       const sha256 = shaOf(h, path)
       assert.equal(h.proxy.core.store.index.get(sha256), undefined, `${path} row collected`)
@@ -95,7 +95,7 @@ describe('a prefetch pass with a failing upstream', () => {
     const outcome = await h.proxy.core.prefetcher.run('stable')
     h.upstream.setFault(bad as string, undefined)
     assert.equal(outcome.result, 'failed')
-    assert.equal(outcome.counts.filesDone, 7)
+    assert.equal(outcome.counts.filesDone, 9)
     assert.equal(outcome.counts.errors.length, 1)
     assert.match(outcome.counts.errors[0] as string, new RegExp(`${bad}: .*HTTP 503`))
     assert.equal(outcome.garbage, undefined)
@@ -136,7 +136,7 @@ describe('one pass per mirror at a time', () => {
     const prefetcher = h.proxy.core.prefetcher
     const [first, second] = await Promise.all([prefetcher.run('stable'), prefetcher.run('stable')])
     assert.equal(first, second)
-    assert.equal(itemRequests(h), 8)
+    assert.equal(itemRequests(h), 10)
     assert.equal(prefetcher.status('stable').passes.length, 1)
   })
 

@@ -60,6 +60,7 @@ describe('renderStatusPage', () => {
         path: '/m/',
         upstream: 'http://upstream.example/"x"/',
         upstreamReachable: false,
+        maasProblems: [],
         metadataUpdated: null,
         metadataError: error,
         metadataWarnings: [`inconsistent signed metadata: ${error}`],
@@ -122,6 +123,7 @@ describe('GET /status in a browser', () => {
     const rows = versionRows(publication, h.proxy.core.store)
     // DEFAULT_SELECTIONS: noble amd64 ga and hwe, grub and pxelinux, newest version each.
     assert.deepEqual(rows.map((row) => `${row.label} ${row.version}`).sort(), [
+      'grub-efi arm64 uefi 20250201.0',
       'grub-efi-signed amd64 uefi 20250201.0',
       'pxelinux i386 pxe 20250201.0',
       'ubuntu noble amd64 ga-24.04 20250201',

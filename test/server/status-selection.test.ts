@@ -42,7 +42,7 @@ describe('selection figures with publish: "cached"', () => {
   test('a fully fetched selection is reported fully cached', async () => {
     assert.equal((await h.proxy.core.prefetcher.run('stable')).result, 'ok')
     const selection = await statusSelection()
-    assert.equal(selection.files, 8)
+    assert.equal(selection.files, 10)
     assert.deepEqual({ files: selection.cachedFiles, bytes: selection.cachedBytes }, { files: selection.files, bytes: selection.bytes })
   })
 
@@ -58,7 +58,7 @@ describe('selection figures with publish: "cached"', () => {
     assert.ok(published.some((file) => file.path.includes('/20250201/') && h.proxy.core.store.index.get(file.sha256) !== undefined))
 
     const selection = await statusSelection()
-    assert.equal(selection.files, 8)
+    assert.equal(selection.files, 10)
     assert.equal(selection.cachedFiles, 0)
     assert.equal(selection.cachedBytes, 0)
     assert.equal(await metric('sstream_proxy_selection_files'), selection.files)

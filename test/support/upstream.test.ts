@@ -18,6 +18,7 @@ import type { UpstreamTree } from './upstream-tree.js'
 
 const IMAGES = 'com.ubuntu.maas:stable:v3:download'
 const BOOTLOADERS = 'com.ubuntu.maas:stable:1:bootloader-download'
+const CENTOS = 'com.ubuntu.maas:stable:centos-bases-download'
 
 let tree: UpstreamTree
 let dir: string
@@ -38,10 +39,11 @@ const text = (path: string) => {
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
 describe('buildUpstreamTree', () => {
-  test('lists both content ids in index.json and index.sjson with matching extensions', () => {
-    assert.deepEqual(Object.keys(tree.index.index).sort(), [BOOTLOADERS, IMAGES])
+  test('lists the three content ids in index.json and index.sjson with matching extensions', () => {
+    assert.deepEqual(Object.keys(tree.index.index).sort(), [BOOTLOADERS, CENTOS, IMAGES])
     const signedIndex = JSON.parse(text('streams/v1/index.sjson').split('\n\n').slice(1).join('\n\n').split('-----BEGIN PGP SIGNATURE-----')[0]!) as IndexDocument
-    for (const id of [IMAGES, BOOTLOADERS]) {
+    for (const id of [IMAGES, BOOTLOADERS, CENTOS]) {
+      assert.equal(tree.index.index[id]?.datatype, 'image-ids')
       assert.equal(tree.index.index[id]?.path, `streams/v1/${id}.json`)
       assert.equal(signedIndex.index[id]?.path, `streams/v1/${id}.sjson`)
       assert.equal(tree.productsPath(id, 'sjson'), `streams/v1/${id}.sjson`)
@@ -74,7 +76,8 @@ describe('buildUpstreamTree', () => {
   })
 
   test('describes every item with the size and checksums of its file', () => {
-    assert.equal(tree.items.length, 2 * 2 * 2 * 2 * 4 + 2 * 2)
+    // Images: 2 releases x 2 arches x (ga, hwe) x 2 versions x 4 items; bootloaders: 4 items x 2 versions; centos: 2 versions x 2 items.
+    assert.equal(tree.items.length, 2 * 2 * 2 * 2 * 4 + 4 * 2 + 2 * 2)
     for (const item of tree.items) {
       const content = tree.files.get(item.path)
       assert.ok(content !== undefined, item.path)
@@ -134,10 +137,31 @@ describe('buildUpstreamTree', () => {
     assert.equal(pxe.os, 'pxelinux')
     const grub = bootloaders.products['com.ubuntu.maas.stable:1:grub-efi-signed:uefi:amd64']!
     assert.deepEqual([grub.os, grub.arch, grub.arches, grub['bootloader-type']], ['grub-efi-signed', 'amd64', 'amd64', 'uefi'])
-    const item = grub.versions['20250201.0']?.items['grub2-signed.tar.xz']
+    assert.deepEqual(Object.keys(grub.versions['20250201.0']?.items ?? {}), ['grub2-signed', 'shim-signed'])
+    const item = grub.versions['20250201.0']?.items['grub2-signed']
     assert.equal(item?.path, 'bootloaders/uefi/amd64/20250201.0/grub2-signed.tar.xz')
     assert.equal(item?.ftype, 'archive.tar.xz')
-    assert.equal(item?.src_package, 'grub2-signed')
+    assert.deepEqual([item?.src_package, item?.src_release, typeof item?.src_version], ['grub2-signed', 'focal', 'string'])
+    assert.deepEqual(Object.keys(bootloaders.products['com.ubuntu.maas.stable:1:grub-efi:uefi:arm64']!.versions['20250201.0']!.items), ['grub2'])
+    assert.deepEqual(Object.keys(pxe.versions['20250201.0']!.items), ['syslinux'])
+    for (const doc of tree.products.values()) assert.equal(doc.datatype, 'image-ids')
+    const centos = tree.products.get(CENTOS)!
+    const { versions: centosVersions, ...base } = centos.products['com.ubuntu.maas.stable:centos-bases:7.0:amd64']!
+    assert.deepEqual(base, {
+      arch: 'amd64',
+      label: 'stable',
+      os: 'centos',
+      release: 'centos70',
+      release_title: 'CentOS 7',
+      subarch: 'generic',
+      subarches: 'generic',
+      support_eol: '2024-06-30',
+      version: '7.0',
+    })
+    assert.deepEqual(Object.keys(centosVersions), ['20250101_01', '20250201_01'])
+    const centosItems = centosVersions['20250201_01']!.items
+    assert.deepEqual(Object.keys(centosItems), ['manifest', 'root-tgz'])
+    assert.deepEqual([centosItems['root-tgz']?.ftype, centosItems['root-tgz']?.path], ['root-tgz', 'centos/centos70/amd64/20250201_01/root-tgz'])
   })
 
   test('rebuilds the same bytes from the same options and honours options', async () => {
@@ -148,10 +172,13 @@ describe('buildUpstreamTree', () => {
     assert.equal(b.files.get('noble/amd64/20250301/squashfs')?.length, 3_000_000)
     assert.deepEqual(b.files.get('noble/amd64/20250301/squashfs')?.subarray(0, 65536), a.files.get('noble/amd64/20250301/squashfs'))
     assert.notDeepEqual(a.files.get('noble/amd64/20250301/squashfs'), a.files.get('noble/amd64/20250301/squashfs.manifest')?.subarray(0, 65536))
-    assert.deepEqual([...b.products.keys()].sort(), ['com.ubuntu.maas:candidate:1:bootloader-download', 'com.ubuntu.maas:candidate:v3:download'])
+    assert.deepEqual([...b.products.keys()].sort(), ['com.ubuntu.maas:candidate:1:bootloader-download', 'com.ubuntu.maas:candidate:centos-bases-download', 'com.ubuntu.maas:candidate:v3:download'])
     assert.ok(b.files.has('streams/v1/com.ubuntu.maas:candidate:v3:download.sjson'))
     assert.ok('com.ubuntu.maas.candidate:v3:boot:24.04:amd64:ga-24.04' in b.products.get('com.ubuntu.maas:candidate:v3:download')!.products)
-    assert.equal(a.items.length, 2 * 4 + 2)
+    assert.equal(a.items.length, 2 * 4 + 4 + 2)
+    const armOnly = await buildUpstreamTree({ ...small, arches: ['arm64'] })
+    // No amd64, no centos-bases product: the content is left out rather than published empty.
+    assert.deepEqual([...armOnly.products.keys()].sort(), ['com.ubuntu.maas:stable:1:bootloader-download', 'com.ubuntu.maas:stable:v3:download'])
   })
 })
 

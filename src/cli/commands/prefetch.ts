@@ -1,8 +1,10 @@
 /**
  * `sstream-proxy prefetch [--dry-run] [--json]`: one warming pass of every
  * mirror, then garbage collection, then exit; non-zero when any file failed.
- * `--dry-run` prints the plan and fetches no item. Progress goes to stderr
- * (a bar on a terminal, a line every few seconds otherwise), results to stdout.
+ * `--dry-run` prints the plan and fetches no item, and warns (on stderr; in
+ * the JSON as `maasProblems`) of anything MAAS 3.8 would reject in the
+ * metadata each mirror serves. Progress goes to stderr (a bar on a terminal,
+ * a line every few seconds otherwise), results to stdout.
  */
 
 import { buildPlan, type Plan } from '../../prefetch/plan.js'
@@ -10,6 +12,7 @@ import { findGarbage, GcRefusedError } from '../../prefetch/garbage.js'
 import { formatBytes, showProgress } from '../../prefetch/progress-display.js'
 import type { PassOutcome } from '../../prefetch/prefetcher.js'
 import type { Publication } from '../../mirror/publication.js'
+import { describeMaasProblem } from '../../streams/maas-compatibility.js'
 import { PROGRAM, type Command, type CommandContext } from '../command.js'
 import { openCommandCore, type CommandCore } from './command-core.js'
 
@@ -46,7 +49,11 @@ async function dryRun({ core, publications }: CommandCore, context: CommandConte
     if (!(error instanceof GcRefusedError)) throw error
   }
   const plan = buildPlan(ready, (sha256) => core.store.index.get(sha256) !== undefined, garbage)
-  context.stdout.write(json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan))
+  const maasProblems = Object.fromEntries(ready.map(({ name, publication }) => [name, publication.maasProblems.map(describeMaasProblem)]))
+  for (const [name, problems] of Object.entries(maasProblems)) {
+    for (const problem of problems) context.stderr.write(`${PROGRAM} prefetch: warning: mirror ${name}: MAAS 3.8 would reject the metadata it serves: ${problem}\n`)
+  }
+  context.stdout.write(json ? `${JSON.stringify({ ...plan, maasProblems }, null, 2)}\n` : formatPlan(plan))
   return ready.length === mirrors.length ? 0 : 1
 }
 
