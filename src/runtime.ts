@@ -23,7 +23,8 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
-import { createHttpSource } from './upstream/http-source.js'
+import { createSource } from './upstream/create-source.js'
+import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -102,7 +103,16 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
-        upstream: createHttpSource({ root: mirror.upstream, client }),
+        upstream: createFailoverSource({
+          members: mirror.upstreams.map((url) => createSource(url, { client })),
+          cooldownMs: mirror.upstreamCooldown * 1000,
+          // With one upstream there is no other to turn to: its failures are logged where they happen.
+          onCooldown:
+            mirror.upstreams.length < 2
+              ? undefined
+              : (upstream, error, until) =>
+                  log.warn('upstream cooling down, using the next', { mirror: mirror.name, upstream, until: new Date(until).toISOString(), error: error.message }),
+        }),
         signingKey,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,

@@ -60,7 +60,7 @@ describe('config.example.json', () => {
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
     assert.equal(stable.path, '/maas/images/ephemeral-v3/stable/')
-    assert.equal(stable.upstream, 'https://images.maas.io/ephemeral-v3/stable/')
+    assert.deepEqual(stable.upstreams, ['https://images.maas.io/ephemeral-v3/stable/'])
     assert.equal(stable.keyring, '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg')
     assert.equal(stable.metadata, 'filtered')
     assert.equal(stable.publish, 'selected')

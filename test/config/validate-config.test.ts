@@ -96,7 +96,7 @@ describe('validateConfig defaults', () => {
     assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
     const [only] = config.mirrors
     assert.ok(only)
-    assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
+    assert.deepEqual(only.upstreams, ['http://mirror.example:8000/ephemeral-v3/stable/'], 'a trailing slash is added')
     assert.equal(only.keyring, '/srv/proxy/keys/upstream.gpg')
     assert.equal(only.keyringIsDefault, false)
     assert.equal(only.metadata, 'upstream')
@@ -116,7 +116,7 @@ describe('validateConfig defaults', () => {
   })
 
   test('an upstream with credentials keeps them for the request', () => {
-    assert.equal(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstream, 'https://mirror:S3cret@images.example/stable/')
+    assert.deepEqual(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstreams, ['https://mirror:S3cret@images.example/stable/'])
   })
 
   test('naming the stock keyring explicitly still lets it be missing', () => {
