@@ -105,8 +105,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
         config: mirror,
         upstream: createFailoverSource({
           members: mirror.upstreams.map((url) => createSource(url, { client })),
-          cooldownMs: mirror.upstreamCooldown * 1000,
-          // With one upstream there is no other to turn to: its failures are logged where they happen.
+          // With one upstream there is no other to turn to: it is never cooled down (its last
+          // error still shows on /status), and its failures are logged where they happen.
+          cooldownMs: mirror.upstreams.length < 2 ? 0 : mirror.upstreamCooldown * 1000,
           onCooldown:
             mirror.upstreams.length < 2
               ? undefined
