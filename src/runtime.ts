@@ -23,7 +23,8 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
-import { createHttpSource } from './upstream/http-source.js'
+import { createSource } from './upstream/create-source.js'
+import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -102,7 +103,17 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
-        upstream: createHttpSource({ root: mirror.upstream, client }),
+        upstream: createFailoverSource({
+          members: mirror.upstreams.map((url) => createSource(url, { client })),
+          // With one upstream there is no other to turn to: it is never cooled down (its last
+          // error still shows on /status), and its failures are logged where they happen.
+          cooldownMs: mirror.upstreams.length < 2 ? 0 : mirror.upstreamCooldown * 1000,
+          onCooldown:
+            mirror.upstreams.length < 2
+              ? undefined
+              : (upstream, error, until) =>
+                  log.warn('upstream cooling down, using the next', { mirror: mirror.name, upstream, until: new Date(until).toISOString(), error: error.message }),
+        }),
         signingKey,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,

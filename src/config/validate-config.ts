@@ -56,7 +56,8 @@ interface ConfigFile {
 interface MirrorFile {
   name: string
   path: string
-  upstream: string
+  upstream: string | string[]
+  upstreamCooldown?: string | number
   keyring?: string
   metadata?: MetadataMode
   publish?: PublishMode
@@ -158,7 +159,8 @@ function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: F
   return {
     name: mirror.name,
     path: mirror.path,
-    upstream: checkUpstream(mirror.upstream, `${key}.upstream`, fail),
+    upstreams: checkUpstreams(mirror.upstream, `${key}.upstream`, fail),
+    upstreamCooldown: checkDuration(mirror.upstreamCooldown ?? DEFAULTS.mirror.upstreamCooldown, `${key}.upstreamCooldown`, fail),
     keyring,
     // The stock keyring may be missing even when named explicitly (config.example.json
     // names it): the server then says how to install it instead of refusing to start.
@@ -263,6 +265,23 @@ function checkUpstream(value: unknown, key: string, fail: Fail): string {
   return url.href.endsWith('/') ? url.href : `${url.href}/`
 }
 
+/** A mirror's `upstream`, one URL or a non-empty list of distinct ones, as a list of URLs ending with `/`. */
+function checkUpstreams(value: unknown, key: string, fail: Fail): string[] {
+  if (!Array.isArray(value)) {
+    if (typeof value !== 'string') fail(key, `expected a URL or a list of URLs, got ${describeValue(value)}`)
+    return [checkUpstream(value, key, fail)]
+  }
+  if (value.length === 0) fail(key, 'empty (at least one upstream URL is required)')
+  const urls: string[] = []
+  value.forEach((entry: unknown, index) => {
+    const url = checkUpstream(entry, `${key}[${index}]`, fail)
+    const earlier = urls.indexOf(url)
+    if (earlier !== -1) fail(`${key}[${index}]`, `${describeValue(redactUrl(url))} is already ${key}[${earlier}]`)
+    urls.push(url)
+  })
+  return urls
+}
+
 /** Names and paths identify mirrors in URLs, status and storage, so no two may clash. */
 function checkMirrorsApart(mirrors: MirrorConfig[], fail: Fail): void {
   mirrors.forEach((mirror, index) => {
@@ -292,7 +311,8 @@ const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string,
   [SCHEMA.$defs?.addressRule, checkAddressRule],
   [SCHEMA.$defs?.mirror?.properties?.name, checkMirrorName],
   [SCHEMA.$defs?.mirror?.properties?.path, checkMirrorPath],
-  [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstream],
+  [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstreams],
+  [SCHEMA.$defs?.upstreamUrl, checkUpstream],
   [SCHEMA.$defs?.selection?.properties?.filters?.items, checkFilter],
 ])
 

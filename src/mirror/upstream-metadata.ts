@@ -51,18 +51,27 @@ export class UpstreamMetadataError extends Error {
 type DocumentReader = (path: string, previous: UpstreamDocument | undefined) => Promise<RawDocument | 'unchanged'>
 type RawDocument = Omit<UpstreamDocument, 'text'>
 
-/** Fetches the current upstream metadata; `changed` is false when upstream confirmed `previous`. */
+/**
+ * Fetches the current upstream metadata; `changed` is false when upstream
+ * confirmed `previous`. The index and its products files come from one
+ * upstream: with several, a member whose set fails (unreachable, 5xx, a
+ * signature that does not verify, a document that does not parse) is put in
+ * cool-down by the source and the whole set is fetched from the next.
+ */
 export async function fetchUpstreamMetadata(options: FetchMetadataOptions): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
-  const { source } = options
-  const read: DocumentReader = async (path, previous) => {
-    const result = await source.getDocument(path, { etag: previous?.etag, lastModified: previous?.lastModified })
-    if (result.status === 304) {
-      if (previous === undefined) throw new UpstreamMetadataError(`${source.describe(path)}: 304 Not Modified to an unconditional request`)
-      return 'unchanged'
+  const fetchFrom = (source: UpstreamSource) => {
+    const read: DocumentReader = async (path, previous) => {
+      const result = await source.getDocument(path, { etag: previous?.etag, lastModified: previous?.lastModified })
+      if (result.status === 304) {
+        if (previous === undefined) throw new UpstreamMetadataError(`${source.describe(path)}: 304 Not Modified to an unconditional request`)
+        return 'unchanged'
+      }
+      return { path, signed: result.text, etag: result.etag, lastModified: result.lastModified }
     }
-    return { path, signed: result.text, etag: result.etag, lastModified: result.lastModified }
+    return assemble(read, source, options.keys, options.previous)
   }
-  return assemble(read, source, options.keys, options.previous)
+  const { source } = options
+  return source.withOneMember === undefined ? fetchFrom(source) : source.withOneMember(fetchFrom)
 }
 
 async function assemble(read: DocumentReader, source: UpstreamSource, keys: openpgp.PublicKey[], previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
