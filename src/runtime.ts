@@ -23,7 +23,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
-import { createHttpSource } from './upstream/http-source.js'
+import { createSource } from './upstream/create-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -98,11 +98,13 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     ...options.upstream,
   })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  // Read at start like the client's own cap (restart-only): directory sources enforce the same one.
+  const { metadataMaxBytes } = config.limits
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
-        upstream: createHttpSource({ root: mirror.upstream, client }),
+        upstream: createSource(mirror.upstream, { client, metadataMaxBytes }),
         signingKey,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,

@@ -20,7 +20,7 @@ export interface MirrorConfig {
   name: string
   /** URL path prefix, starting and ending with `/`. */
   path: string
-  /** Upstream base URL, always ending with `/`. */
+  /** Upstream base URL, always ending with `/`: http(s), or `file:` for a directory (an absolute path is turned into one). */
   upstream: string
   /** Absolute path of the OpenPGP keyring that verifies upstream `.sjson`. */
   keyring: string

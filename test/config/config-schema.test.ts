@@ -94,6 +94,8 @@ describe('the loader and the schema agree', () => {
     ['port 0', (config) => (config.listen.port = 0)],
     ['a metadata cap in bytes and a timeout in seconds', (config) => (config.limits = { metadataMaxBytes: 1048576, metadataTimeout: 90 })],
     ['an upstream with credentials', (config) => (config.mirrors[0].upstream = 'https://mirror:S3cret@images.example/stable/')],
+    ['a directory upstream as a path', (config) => (config.mirrors[0].upstream = '/media/images/maas/')],
+    ['a directory upstream as a file URL', (config) => (config.mirrors[0].upstream = 'file:///media/images/maas/')],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
     ['allowlists of both families', (config) => (config.listen = { allow: ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.1'], allowStatus: ['127.0.0.1'] })],
   ]
@@ -120,6 +122,7 @@ describe('the loader and the schema agree', () => {
     ['the root path', (config) => (config.mirrors[0].path = '/'), 'mirrors[0].path'],
     ['a path under /status', (config) => (config.mirrors[0].path = '/status/'), 'mirrors[0].path'],
     ['a bad mirror name', (config) => (config.mirrors[0].name = 'my mirror'), 'mirrors[0].name'],
+    ['a relative directory upstream', (config) => (config.mirrors[0].upstream = 'media/images/maas/'), 'mirrors[0].upstream'],
     ['an ftp upstream', (config) => (config.mirrors[0].upstream = 'ftp://images.example/stable/'), 'mirrors[0].upstream'],
     ['a port out of range', (config) => (config.listen.port = 70000), 'listen.port'],
     ['a concurrency of 0', (config) => (config.prefetch.concurrency = 0), 'prefetch.concurrency'],

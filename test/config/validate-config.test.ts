@@ -119,6 +119,16 @@ describe('validateConfig defaults', () => {
     assert.equal(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstream, 'https://mirror:S3cret@images.example/stable/')
   })
 
+  test('a directory upstream, as an absolute path or a file:// URL, becomes a file: URL ending with "/" and need not exist yet', () => {
+    const upstreamOf = (upstream: string) => validateConfig({ mirrors: [mirror({ upstream })] }, options).mirrors[0]?.upstream
+    assert.equal(upstreamOf('/media/images/maas'), 'file:///media/images/maas/', 'a disk not mounted at start is a metadata error, not a config error')
+    assert.equal(upstreamOf('/media/images/maas/'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('file:///media/images/maas'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('/srv/boot images/'), 'file:///srv/boot%20images/')
+    assert.throws(() => upstreamOf('file://fileserver/share/'), /mirrors\[0\]\.upstream: "file:\/\/fileserver\/share\/" names a host; a directory upstream is file:\/\/\/absolute\/path\/ or \/absolute\/path\/$/)
+    assert.throws(() => upstreamOf('media/images/'), /is not a URL or an absolute path$/)
+  })
+
   test('naming the stock keyring explicitly still lets it be missing', () => {
     assert.equal(validateConfig({ mirrors: [mirror({ keyring: STOCK_KEYRING })] }, options).mirrors[0]?.keyringIsDefault, true)
   })
@@ -179,10 +189,10 @@ describe('validateConfig rejections name the key', () => {
     ['a path under /keyring.gpg', { mirrors: [mirror({ path: '/keyring.gpg/x/' })] }, 'config.json: mirrors[0].path: "/keyring.gpg/x/" collides with the proxy\'s own route /keyring.gpg'],
     ['a path under /metrics', { mirrors: [mirror({ path: '/metrics/' })] }, 'config.json: mirrors[0].path: "/metrics/" collides with the proxy\'s own route /metrics'],
     ['a mirror without an upstream', { mirrors: [mirror({ upstream: undefined })] }, 'config.json: mirrors[0].upstream: missing (required)'],
-    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
-    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
+    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL or an absolute path'],
+    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
-    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
     ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
     ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],
