@@ -13,7 +13,7 @@
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -221,6 +221,27 @@ test('pointed at a disk, or prefetching from it, a proxy stores only what it doe
     const second = await site.proxy.core.prefetcher.run('stable', { gc: false })
     assert.equal(second.result, 'ok', second.counts.errors.join('; '))
     assert.deepEqual(storedPaths().slice(paths.length - 1), [missing], 'then only the file that was missing')
+  } finally {
+    await site.proxy.close(0)
+  }
+})
+
+test('a disk not mounted at start is no configuration error: the mirror says so and takes the tree once it is there', async () => {
+  const mountPoint = join(work, 'not-mounted')
+  const site = await startAirGapped(mountPoint)
+  try {
+    const mirror = site.proxy.core.mirrors[0]
+    assert.ok(mirror)
+    assert.equal(await mirror.publication(), undefined)
+    assert.deepEqual(mirror.metadataStatus(), {
+      upstreamReachable: false,
+      metadataUpdated: null,
+      metadataError: `${pathToFileURL(mountPoint).href}/: directory not found (is the disk mounted?)`,
+      metadataWarnings: [],
+    })
+    await symlink(disk, mountPoint)
+    assert.ok(await mirror.refresh())
+    assert.equal(mirror.metadataStatus().metadataError, null)
   } finally {
     await site.proxy.close(0)
   }
