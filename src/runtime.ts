@@ -99,12 +99,14 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     ...options.upstream,
   })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  // Read at start like the client's own cap (restart-only): directory sources enforce the same one.
+  const { metadataMaxBytes } = config.limits
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
         upstream: createFailoverSource({
-          members: mirror.upstreams.map((url) => createSource(url, { client })),
+          members: mirror.upstreams.map((url) => createSource(url, { client, metadataMaxBytes })),
           // With one upstream there is no other to turn to: it is never cooled down (its last
           // error still shows on /status), and its failures are logged where they happen.
           cooldownMs: mirror.upstreams.length < 2 ? 0 : mirror.upstreamCooldown * 1000,

@@ -21,8 +21,9 @@ export interface MirrorConfig {
   /** URL path prefix, starting and ending with `/`. */
   path: string
   /**
-   * The upstream base URLs, each ending with `/`, tried in this order (the
-   * file's `upstream`, one URL or a list); never empty.
+   * The upstreams, each ending with `/`, tried in this order (the file's
+   * `upstream`, one URL or a list); never empty. http(s) URLs, or `file:` for
+   * a directory (an absolute path is turned into one).
    */
   upstreams: string[]
   /** Seconds an upstream that failed is skipped while another is tried. */

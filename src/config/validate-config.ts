@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
 import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
@@ -247,20 +248,31 @@ function checkMirrorPath(value: unknown, key: string, fail: Fail): void {
   if (reserved !== undefined) fail(key, `${quoted} collides with the proxy's own route ${reserved}`)
 }
 
-/** Returns the upstream URL ending with `/`. */
+/**
+ * Returns the upstream URL ending with `/`: an http(s) URL, or a `file:` URL
+ * for a directory, which an absolute path becomes. The directory need not
+ * exist yet: a disk not mounted at start is a metadata error on /status
+ * (retried on every refresh), not a configuration that refuses to start.
+ */
 function checkUpstream(value: unknown, key: string, fail: Fail): string {
   const text = String(value)
   // The URL may carry a password: messages show it redacted.
   const shown = describeValue(redactUrl(text))
+  if (text.includes('?') || text.includes('#')) fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
   let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    fail(key, `${shown} is not a URL`)
+  if (text.startsWith('/')) {
+    url = pathToFileURL(text)
+  } else {
+    try {
+      url = new URL(text)
+    } catch {
+      fail(key, `${shown} is not a URL or an absolute path`)
+    }
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, `${shown} must be an http or https URL`)
-  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
+  if (url.protocol === 'file:') {
+    if (url.host !== '') fail(key, `${shown} names a host; a directory upstream is file:///absolute/path/ or /absolute/path/`)
+  } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    fail(key, `${shown} must be an http or https URL, a file:// URL or an absolute path`)
   }
   return url.href.endsWith('/') ? url.href : `${url.href}/`
 }

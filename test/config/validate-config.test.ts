@@ -128,6 +128,16 @@ describe('validateConfig defaults', () => {
     assert.equal(listed?.upstreamCooldown, 60)
   })
 
+  test('a directory upstream, as an absolute path or a file:// URL, becomes a file: URL ending with "/" and need not exist yet', () => {
+    const upstreamOf = (upstream: string) => validateConfig({ mirrors: [mirror({ upstream })] }, options).mirrors[0]?.upstreams[0]
+    assert.equal(upstreamOf('/media/images/maas'), 'file:///media/images/maas/', 'a disk not mounted at start is a metadata error, not a config error')
+    assert.equal(upstreamOf('/media/images/maas/'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('file:///media/images/maas'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('/srv/boot images/'), 'file:///srv/boot%20images/')
+    assert.throws(() => upstreamOf('file://fileserver/share/'), /mirrors\[0\]\.upstream: "file:\/\/fileserver\/share\/" names a host; a directory upstream is file:\/\/\/absolute\/path\/ or \/absolute\/path\/$/)
+    assert.throws(() => upstreamOf('media/images/'), /is not a URL or an absolute path$/)
+  })
+
   test('naming the stock keyring explicitly still lets it be missing', () => {
     assert.equal(validateConfig({ mirrors: [mirror({ keyring: STOCK_KEYRING })] }, options).mirrors[0]?.keyringIsDefault, true)
   })
@@ -169,7 +179,7 @@ describe('validateConfig rejections name the key', () => {
     ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
     ['an empty list of upstreams', { mirrors: [mirror({ upstream: [] })] }, 'config.json: mirrors[0].upstream: empty (at least one upstream URL is required)'],
     ['an upstream that is neither a URL nor a list', { mirrors: [mirror({ upstream: 5 })] }, 'config.json: mirrors[0].upstream: expected a URL or a list of URLs, got 5'],
-    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
@@ -193,13 +203,13 @@ describe('validateConfig rejections name the key', () => {
     ['a path under /keyring.gpg', { mirrors: [mirror({ path: '/keyring.gpg/x/' })] }, 'config.json: mirrors[0].path: "/keyring.gpg/x/" collides with the proxy\'s own route /keyring.gpg'],
     ['a path under /metrics', { mirrors: [mirror({ path: '/metrics/' })] }, 'config.json: mirrors[0].path: "/metrics/" collides with the proxy\'s own route /metrics'],
     ['a mirror without an upstream', { mirrors: [mirror({ upstream: undefined })] }, 'config.json: mirrors[0].upstream: missing (required)'],
-    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
-    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
+    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL or an absolute path'],
+    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
-    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an empty list of upstreams', { mirrors: [mirror({ upstream: [] })] }, 'config.json: mirrors[0].upstream: empty (at least one upstream URL is required)'],
     ['an upstream that is neither a URL nor a list', { mirrors: [mirror({ upstream: 5 })] }, 'config.json: mirrors[0].upstream: expected a URL or a list of URLs, got 5'],
-    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { buffer } from 'node:stream/consumers'
+import { DEFAULT_LIMITS } from '../../src/config/defaults.js'
 import { createSource } from '../../src/upstream/create-source.js'
 import { createFailoverSource } from '../../src/upstream/failover-source.js'
 import { createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js'
@@ -40,7 +41,7 @@ after(async () => {
 /** A fresh source (no member cooling) over both upstreams, the clock at a fixed start. */
 function freshSource(): UpstreamSource {
   clock = Date.parse('2026-01-01T00:00:00Z')
-  return createFailoverSource({ members: [first.url, second.url].map((url) => createSource(url, { client })), cooldownMs: COOLDOWN_MS, now: () => clock })
+  return createFailoverSource({ members: [first.url, second.url].map((url) => createSource(url, { client, metadataMaxBytes: DEFAULT_LIMITS.metadataMaxBytes })), cooldownMs: COOLDOWN_MS, now: () => clock })
 }
 
 afterEach(async () => {
