@@ -324,4 +324,13 @@ describe('GET /metrics', () => {
       client.close()
     }
   })
+
+  test('a second proxy in the same process has a registry of its own and the same process metrics', async () => {
+    await h.stopProxy()
+    await h.restartProxy()
+    const families = parseExposition(await (await fetch(`${h.proxy.url}/metrics`)).text())
+    assert.equal(value(families, 'sstream_proxy_requests_total', { route: 'file', status: '200' }), undefined, 'the new proxy counts only its own requests')
+    assert.equal(families.get('nodejs_eventloop_lag_p99_seconds')?.type, 'gauge')
+    assert.ok((value(families, 'process_resident_memory_bytes') ?? 0) > 0)
+  })
 })
