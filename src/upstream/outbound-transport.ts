@@ -33,6 +33,8 @@ export interface TransportOptions {
 /** Where one request goes. */
 export interface Route {
   agent: http.Agent
+  /** TLS options for the request itself: a tunnel's agent reads the upstream's trust from the request, not from its own options. */
+  tls: { ca?: string[] }
   /** The proxy it goes through, credentials redacted, for messages; undefined when direct. */
   proxy?: string
 }
@@ -67,7 +69,7 @@ export function createTransport(options: TransportOptions): Transport {
     route(url) {
       const protocol = url.protocol as 'http:' | 'https:'
       const proxy = proxyFor(url)
-      if (proxy === undefined) return { agent: direct[protocol] }
+      if (proxy === undefined) return { agent: direct[protocol], tls }
       const problem = proxyUrlProblem(proxy)
       if (problem !== undefined) throw new ProxySettingError(`proxy ${redactUrl(proxy)} ${problem}`)
       const key = `${protocol} ${proxy}`
@@ -77,7 +79,7 @@ export function createTransport(options: TransportOptions): Transport {
         agent = protocol === 'https:' ? new HttpsProxyAgent(proxy, agentOptions) : new HttpProxyAgent(proxy, agentOptions)
         proxied.set(key, agent)
       }
-      return { agent, proxy: redactUrl(proxy) }
+      return { agent, tls, proxy: redactUrl(proxy) }
     },
     destroy() {
       direct['http:'].destroy()

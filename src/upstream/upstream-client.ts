@@ -188,6 +188,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         const req = transport.request(target, {
           method: requestOptions.method ?? 'GET',
           agent: route.agent,
+          ...route.tls,
           headers: { 'user-agent': userAgent, ...requestOptions.headers },
         })
         const timer = setTimeout(() => {
