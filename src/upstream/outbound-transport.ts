@@ -18,6 +18,8 @@ import { HttpsProxyAgent } from 'https-proxy-agent'
 import { getProxyForUrl } from 'proxy-from-env'
 import { redactUrl } from './redact-url.js'
 
+const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY']
+
 /** Whether the certificates of `ca` come on top of Node's bundled roots or instead of them. */
 export type CaMode = 'add' | 'replace'
 
@@ -62,7 +64,11 @@ export function createTransport(options: TransportOptions): Transport {
     if (options.proxy === false) return undefined
     if (options.proxy !== undefined) return options.proxy
     const fromEnv = getProxyForUrl(url.href)
-    return fromEnv === '' ? undefined : fromEnv
+    if (fromEnv === '') return undefined
+    // proxy-from-env gives a proxy written without a scheme the request's own
+    // (TLS to the proxy for an https upstream); curl, and every proxy, mean http://.
+    const bare = fromEnv.slice(fromEnv.indexOf('://') + 3)
+    return PROXY_VARIABLES.some((name) => process.env[name] === bare) ? `http://${bare}` : fromEnv
   }
 
   return {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test'
 import { createLogger } from '../../src/log/logger.js'
 import { createHttpSource } from '../../src/upstream/http-source.js'
 import { createUpstreamClient } from '../../src/upstream/upstream-client.js'
+import { createTransport } from '../../src/upstream/outbound-transport.js'
 import { rawRequest } from '../support/http.js'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 import { startSquid, type Squid } from '../support/squid.js'
@@ -208,6 +209,17 @@ describe('HTTP_PROXY and NO_PROXY from the environment', () => {
     assert.deepEqual(await fetchIndex({ http_proxy: squid.url, no_proxy: '*' }), [])
     // Another host in NO_PROXY does not stop the proxy.
     assert.equal((await fetchIndex({ HTTP_PROXY: squid.url, NO_PROXY: 'mirror.internal' })).length, 1)
+  })
+
+  test('a proxy written without a scheme is http://, for https upstreams too (as curl reads it)', () => {
+    Object.assign(process.env, { HTTPS_PROXY: 'proxy.corp.example:3128' })
+    const transport = createTransport({ maxConnections: 1 })
+    try {
+      assert.equal(transport.route(new URL('https://images.example/stable/')).proxy, 'http://proxy.corp.example:3128')
+    } finally {
+      transport.destroy()
+      delete process.env.HTTPS_PROXY
+    }
   })
 
   test('HTTPS_PROXY alone leaves an http upstream direct, and "proxy": false overrides HTTP_PROXY', async () => {
