@@ -8,6 +8,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,6 +24,13 @@ export interface Squid {
   urlWith(user: string, password: string): string
   /** The access log's lines so far: `... TCP_MISS/200 ... GET http://127.0.0.1:PORT/path user ...` or `CONNECT 127.0.0.1:PORT`. */
   accessLog(): Promise<string[]>
+  /**
+   * The access log once every request finished so far is in it: squid writes a
+   * line when a transaction ends, a moment after the client has its answer. A
+   * marker request is sent through squid and its line waited for (up to 10 s);
+   * the marker lines are left out.
+   */
+  settledAccessLog(): Promise<string[]>
   close(): Promise<void>
 }
 
@@ -66,12 +74,32 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   await waitForPort(port, child, () => stderr, dir)
   const url = `http://127.0.0.1:${port}/`
+  let markers = 0
+  const accessLog = async () => {
+    const text = await readFile(join(dir, 'access.log'), 'utf8').catch(() => '')
+    return text.split('\n').filter((line) => line !== '')
+  }
   return {
     url,
     urlWith: (user, password) => `http://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/`,
-    async accessLog() {
-      const text = await readFile(join(dir, 'access.log'), 'utf8').catch(() => '')
-      return text.split('\n').filter((line) => line !== '')
+    accessLog,
+    async settledAccessLog() {
+      const marker = `http://127.0.0.1:1/squid-log-marker-${++markers}`
+      await new Promise<void>((resolve) => {
+        // Absolute form, as a client of the proxy asks; the answer (503, or 407 with auth) does not matter.
+        const request = httpRequest({ host: '127.0.0.1', port, path: marker }, (response) => {
+          response.resume()
+          response.once('end', resolve)
+        })
+        request.once('error', () => resolve())
+        request.end()
+      })
+      for (let waited = 0; waited < 10_000; waited += 50) {
+        const lines = await accessLog()
+        if (lines.some((line) => line.includes(marker))) return lines.filter((line) => !line.includes('squid-log-marker-'))
+        await sleep(50)
+      }
+      throw new Error(`squid did not log ${marker} within 10 s`)
     },
     async close() {
       if (child.exitCode === null && child.signalCode === null) {

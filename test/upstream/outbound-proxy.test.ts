@@ -37,8 +37,8 @@ async function mirrorStatus(h: Harness, name = 'stable'): Promise<StatusMirror> 
 }
 
 /** A selected file the harness's metadata names, for a miss. */
-function kernelOf(tree: UpstreamTree, version = '20250201') {
-  return tree.items.find((entry) => entry.path.startsWith(`noble/amd64/${version}/`) && entry.item === 'boot-kernel')!
+function kernelOf(tree: UpstreamTree) {
+  return tree.items.find((entry) => entry.path.startsWith('noble/amd64/20250201/') && entry.item === 'boot-kernel')!
 }
 
 describe('an http upstream through squid (mirrors[].proxy)', () => {
@@ -55,9 +55,9 @@ describe('an http upstream through squid (mirrors[].proxy)', () => {
   })
 
   test('metadata, a miss and a prefetch pass are each one GET in squid\'s access log', async () => {
-    const logged = async (path: string) => (await squid.accessLog()).filter((line) => line.includes(` GET ${h.upstream.url}${path} `))
+    const logged = async (path: string) => (await squid.settledAccessLog()).filter((line) => line.includes(` GET ${h.upstream.url}${path} `))
     // Metadata was fetched when the harness started.
-    assert.equal((await logged('streams/v1/index.sjson')).length, 1, (await squid.accessLog()).join('\n'))
+    assert.equal((await logged('streams/v1/index.sjson')).length, 1, (await squid.settledAccessLog()).join('\n'))
     const miss = kernelOf(h.tree)
     const answer = await rawRequest(h.proxy.url, MIRROR_PATH + miss.path)
     assert.equal(answer.status, 200)
@@ -69,8 +69,19 @@ describe('an http upstream through squid (mirrors[].proxy)', () => {
     assert.ok(fetched.size > 3, 'the pass fetched files')
     for (const path of fetched) assert.ok((await logged(path)).length >= 1, `${path} did not go through squid`)
     // Nothing reached the upstream that squid did not see.
-    const gets = (await squid.accessLog()).filter((line) => line.includes(` GET ${h.upstream.url}`))
+    const gets = (await squid.settledAccessLog()).filter((line) => line.includes(` GET ${h.upstream.url}`))
     assert.equal(gets.length, h.upstream.requestCount())
+  })
+
+  test('a reload that sets "proxy": false goes direct from then on (the route is not restart-only)', async () => {
+    const before = (await squid.settledAccessLog()).length
+    const [mirror] = h.config.mirrors
+    await h.proxy.reload({ ...h.config, mirrors: [{ ...mirror!, proxy: false }] })
+    const requests = h.upstream.requestCount()
+    // Every selected file is stored by now: a metadata refresh is what still asks upstream.
+    await h.proxy.core.mirrors[0]!.refresh()
+    assert.equal(h.upstream.requestCount(), requests + 1)
+    assert.deepEqual((await squid.settledAccessLog()).slice(before), [])
   })
 })
 
@@ -106,14 +117,14 @@ describe('an https upstream through squid with basic auth (a proxy URL with cred
     // squid logs a tunnel when it closes: close the proxy's connections first.
     await h.stopProxy()
     const port = new URL(h.upstream.url).port
-    const tunnels = (await squid.accessLog()).filter((line) => line.includes(` CONNECT 127.0.0.1:${port} ${USER} `))
-    assert.ok(tunnels.length >= 1, (await squid.accessLog()).join('\n'))
+    const tunnels = (await squid.settledAccessLog()).filter((line) => line.includes(` CONNECT 127.0.0.1:${port} ${USER} `))
+    assert.ok(tunnels.length >= 1, (await squid.settledAccessLog()).join('\n'))
     // Every body byte the upstream sent (plus TLS and headers) went through squid's tunnels.
     const tunnelled = tunnels.reduce((sum, line) => sum + Number(line.split(/\s+/)[4]), 0)
     assert.ok(served.some(([path]) => path === 'streams/v1/index.sjson'))
     assert.ok(served.some(([path]) => path === miss.path))
     assert.ok(tunnelled > upstreamBytes, `squid tunnelled ${tunnelled} bytes, upstream sent ${upstreamBytes}`)
-    assert.ok(!(await squid.accessLog()).some((line) => line.includes(PASSWORD)))
+    assert.ok(!(await squid.settledAccessLog()).some((line) => line.includes(PASSWORD)))
     await h.restartProxy()
   })
 })
@@ -187,7 +198,7 @@ describe('HTTP_PROXY and NO_PROXY from the environment', () => {
   async function fetchIndex(env: Record<string, string>, proxy?: false): Promise<string[]> {
     for (const name of ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy']) delete process.env[name]
     Object.assign(process.env, env)
-    const before = (await squid.accessLog()).length
+    const before = (await squid.settledAccessLog()).length
     const client = createUpstreamClient()
     try {
       const source = createHttpSource({ root: upstream.url, client, transport: proxy === false ? { proxy } : {} })
@@ -196,7 +207,7 @@ describe('HTTP_PROXY and NO_PROXY from the environment', () => {
     } finally {
       client.close()
     }
-    return (await squid.accessLog()).slice(before)
+    return (await squid.settledAccessLog()).slice(before)
   }
 
   test('HTTP_PROXY (either case) sends an http upstream through the proxy', async () => {
