@@ -9,7 +9,6 @@
  */
 
 import { LRUCache } from 'lru-cache'
-
 import { unsafePathReason } from '../streams/item-path.js'
 import { redactUrl } from './redact-url.js'
 import type { TransportSettings, UpstreamClient, UpstreamResponse } from './upstream-client.js'

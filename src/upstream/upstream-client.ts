@@ -80,7 +80,7 @@ export interface RequestOptions {
 /** What a mirror says about its route out: `TransportOptions` but for the connection bound, which the client sets. */
 export type TransportSettings = Omit<TransportOptions, 'maxConnections'>
 
-/** Redirects followed for one request, as curl's `--max-redirs` and MAAS's own downloads would allow. */
+/** Redirects followed for one request: enough for a mirror network and a CDN, few enough to end a loop quickly. */
 export const MAX_REDIRECTS = 5
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
 
@@ -132,7 +132,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   // Kept for the client's life: a reload that changes a proxy or CA gets new
   // ones, while transfers on the old ones finish undisturbed.
   const transports = new Map<string, Transport>()
-  const transport = (settings: TransportSettings): Transport => {
+  const transportFor = (settings: TransportSettings): Transport => {
     const key = JSON.stringify([settings.proxy ?? null, settings.ca ?? null])
     let found = transports.get(key)
     if (found === undefined) {
@@ -141,7 +141,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     }
     return found
   }
-  const defaultTransport = transport({})
+  const defaultTransport = transportFor({})
   const slots = createSemaphore(maxConnections)
   let requests = 0
   let errors = 0
@@ -308,7 +308,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         clearTimeout(timer)
       }
     },
-    transport,
+    transport: transportFor,
     stats() {
       return { requests, errors, httpErrors, latency: latency.snapshot(), waiting: slots.waiting(), active: slots.active() }
     },
