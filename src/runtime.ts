@@ -11,7 +11,8 @@ import { createServer as createHttpsServer, Server as HttpsServer } from 'node:h
 import { getRequestListener } from '@hono/node-server'
 import { readTlsFiles } from './config/tls-files.js'
 import { ConfigError } from './config/validate-config.js'
-import type { Config } from './config/types.js'
+import type { Config, MirrorConfig } from './config/types.js'
+import { readCaFile } from './config/ca-file.js'
 import type { Logger } from './log/logger.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
@@ -25,7 +26,7 @@ import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
 import { createSource } from './upstream/create-source.js'
 import { createFailoverSource } from './upstream/failover-source.js'
-import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
+import { createUpstreamClient, type TransportSettings, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
   /** The configuration in force; replaced, with `mirrors` and `prefetcher`, by `reconfigure`. */
@@ -43,7 +44,9 @@ export interface ProxyCore {
    * by the same factories, swapped in together; then the old prefetcher is
    * stopped (the new one is left for the caller to start). The store, its fills
    * and the upstream client are kept: `dataDir` and `signingKey` stay as they
-   * were (the caller says a restart is needed).
+   * were (the caller says a restart is needed). A changed `proxy` or `ca` (or a
+   * replaced CA file) takes effect: the new mirrors get the client's transport
+   * for their settings, while transfers on the old one finish.
    */
   reconfigure(config: Config): Promise<void>
   /** Stops the prefetcher, then closes the store and the client. */
@@ -94,6 +97,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   log.info('store opened', { dataDir: config.dataDir, ...startup })
   const client = createUpstreamClient({
     userAgent: 'sstream-proxy',
+    onRedirect: (from, to, redirects) => log.info('upstream redirected', { url: from, final: to, redirects }),
     metadataMaxBytes: config.limits.metadataMaxBytes,
     metadataTimeoutMs: config.limits.metadataTimeout * 1000,
     ...options.upstream,
@@ -101,12 +105,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
   // Read at start like the client's own cap (restart-only): directory sources enforce the same one.
   const { metadataMaxBytes } = config.limits
+  /** A mirror's route out: its proxy setting and its CA file, read now so that a reload picks up a replaced file. */
+  const transportOf = async (mirror: MirrorConfig, source: string): Promise<TransportSettings> => {
+    const ca = mirror.ca && { certificates: await readCaFile(mirror.ca.path, mirror.ca.key, source), mode: mirror.ca.mode }
+    return { ...(mirror.proxy !== undefined && { proxy: mirror.proxy }), ...(ca && { ca }) }
+  }
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
-    const built = settings.mirrors.map((mirror) =>
+    const transports = await Promise.all(settings.mirrors.map((mirror) => transportOf(mirror, settings.source)))
+    const built = settings.mirrors.map((mirror, index) =>
       createMirror({
         config: mirror,
         upstream: createFailoverSource({
-          members: mirror.upstreams.map((url) => createSource(url, { client, metadataMaxBytes })),
+          members: mirror.upstreams.map((url) => createSource(url, { client, metadataMaxBytes, transport: transports[index] })),
           // With one upstream there is no other to turn to: it is never cooled down (its last
           // error still shows on /status), and its failures are logged where they happen.
           cooldownMs: mirror.upstreams.length < 2 ? 0 : mirror.upstreamCooldown * 1000,

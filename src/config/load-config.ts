@@ -11,6 +11,7 @@ import type { Config } from './types.js'
 import { BUILT_IN_CONFIG, STOCK_KEYRING_PACKAGE } from './defaults.js'
 import { ConfigError, validateConfig } from './validate-config.js'
 import { readTlsFiles } from './tls-files.js'
+import { readCaFile } from './ca-file.js'
 
 export { ConfigError } from './validate-config.js'
 
@@ -65,6 +66,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Confi
   const config = validateConfig(parseJson(text, source), { source, baseDir: dirname(location.path) })
   await checkKeyrings(config)
   if (config.listen.tls !== undefined) await readTlsFiles(config.listen.tls, config.source)
+  for (const { ca } of config.mirrors) if (ca !== undefined) await readCaFile(ca.path, ca.key, config.source)
   return config
 }
 

@@ -16,6 +16,15 @@ export type PublishMode = 'selected' | 'cached'
 /** How a miss whose upstream gave no byte within `missWait` is answered: a broken connection, or `503`. */
 export type MissFailure = 'reset' | '503'
 
+/** A `ca` key as it applies to a mirror: a PEM file and whether it adds to Node's roots or replaces them. */
+export interface CaConfig {
+  /** Absolute. */
+  path: string
+  mode: 'add' | 'replace'
+  /** The key it was given by (`ca` or `mirrors[0].ca`), for messages. */
+  key: string
+}
+
 export interface MirrorConfig {
   name: string
   /** URL path prefix, starting and ending with `/`. */
@@ -28,6 +37,10 @@ export interface MirrorConfig {
   upstreams: string[]
   /** Seconds an upstream that failed is skipped while another is tried. */
   upstreamCooldown: number
+  /** `mirrors[].proxy`, else the top-level `proxy`: a proxy URL, or false for none; undefined follows HTTPS_PROXY/HTTP_PROXY/NO_PROXY. */
+  proxy?: string | false
+  /** `mirrors[].ca`, else the top-level `ca`; undefined trusts Node's roots (and NODE_EXTRA_CA_CERTS). */
+  ca?: CaConfig
   /** Absolute path of the OpenPGP keyring that verifies upstream `.sjson`. */
   keyring: string
   /** True when the keyring is the built-in default and may be missing (a warning, not an error). */

@@ -7,7 +7,7 @@
  * expressions in filters, CIDR syntax, mirrors that do not clash. The same
  * functions explain a value that fails a schema pattern, so that a bad path or
  * duration gets a specific reason rather than the pattern it missed. Files
- * that must exist (keyrings, TLS files) are checked by `loadConfig`.
+ * that must exist (keyrings, TLS files, CA files) are checked by `loadConfig`.
  */
 
 import { readFileSync } from 'node:fs'
@@ -17,11 +17,12 @@ import { pathToFileURL } from 'node:url'
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
 import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
-import type { Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig } from './types.js'
+import type { CaConfig, Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
 import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
 import { redactUrl } from '../upstream/redact-url.js'
+import { proxyUrlProblem } from '../upstream/outbound-transport.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -51,10 +52,16 @@ interface ConfigFile {
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number }
   limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number }
+  proxy?: string | false
+  ca?: string
+  caMode?: CaConfig['mode']
   mirrors: MirrorFile[]
 }
 
-interface MirrorFile {
+/** The keys that say how upstream requests leave the machine, at the top level and per mirror. */
+type OutboundFile = Pick<ConfigFile, 'proxy' | 'ca' | 'caMode'>
+
+interface MirrorFile extends OutboundFile {
   name: string
   path: string
   upstream: string | string[]
@@ -130,7 +137,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const metadataMaxBytes = checkMetadataMaxBytes(file.limits?.metadataMaxBytes ?? DEFAULTS.limits.metadataMaxBytes, 'limits.metadataMaxBytes', fail)
   const metadataTimeout = checkDuration(file.limits?.metadataTimeout ?? DEFAULTS.limits.metadataTimeout, 'limits.metadataTimeout', fail)
 
-  const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, options.baseDir, fail))
+  if (typeof file.proxy === 'string') checkProxy(file.proxy, 'proxy', fail)
+  const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, file, options.baseDir, fail))
   checkMirrorsApart(mirrors, fail)
 
   return {
@@ -151,7 +159,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   }
 }
 
-function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: Fail): MirrorConfig {
+function convertMirror(mirror: MirrorFile, key: string, global: OutboundFile, baseDir: string, fail: Fail): MirrorConfig {
   const keyring = mirror.keyring === undefined ? STOCK_KEYRING : resolve(baseDir, mirror.keyring)
   const selections = (mirror.selections ?? []).map((selection, index): SelectionConfig => {
     const filters = selection.filters.map((filter, at) => checkFilter(filter, `${key}.selections[${index}].filters[${at}]`, fail))
@@ -162,6 +170,7 @@ function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: F
     path: mirror.path,
     upstreams: checkUpstreams(mirror.upstream, `${key}.upstream`, fail),
     upstreamCooldown: checkDuration(mirror.upstreamCooldown ?? DEFAULTS.mirror.upstreamCooldown, `${key}.upstreamCooldown`, fail),
+    ...outbound(mirror, key, global, baseDir, fail),
     keyring,
     // The stock keyring may be missing even when named explicitly (config.example.json
     // names it): the server then says how to install it instead of refusing to start.
@@ -172,6 +181,23 @@ function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: F
     missWait: checkDuration(mirror.missWait ?? DEFAULTS.mirror.missWait, `${key}.missWait`, fail),
     selections,
   }
+}
+
+/** A mirror's own `proxy`, `ca` and `caMode`, else the top-level ones; left out when neither says. */
+function outbound(mirror: OutboundFile, key: string, global: OutboundFile, baseDir: string, fail: Fail): Pick<MirrorConfig, 'proxy' | 'ca'> {
+  if (typeof mirror.proxy === 'string') checkProxy(mirror.proxy, `${key}.proxy`, fail)
+  const proxy = mirror.proxy ?? global.proxy
+  const ca = mirror.ca ?? global.ca
+  const mode = mirror.caMode ?? global.caMode ?? 'add'
+  const caKey = mirror.ca === undefined ? 'ca' : `${key}.ca`
+  return { ...(proxy !== undefined && { proxy }), ...(ca !== undefined && { ca: { path: resolve(baseDir, ca), mode, key: caKey } }) }
+}
+
+/** A proxy URL the transport can use: http or https, a host, no path; shown redacted, as it may carry a password. */
+function checkProxy(value: unknown, key: string, fail: Fail): void {
+  if (typeof value !== 'string') fail(key, `expected a proxy URL such as "http://proxy.example:3128/", or false for none, got ${describeValue(value)}`)
+  const problem = proxyUrlProblem(value)
+  if (problem !== undefined) fail(key, `${describeValue(redactUrl(value))} ${problem}`)
 }
 
 /**
@@ -321,6 +347,7 @@ const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string,
   // The schema's integer minimum is the metadata cap's, its only byte size so far.
   [SCHEMA.$defs?.byteSize, checkMetadataMaxBytes],
   [SCHEMA.$defs?.addressRule, checkAddressRule],
+  [SCHEMA.$defs?.proxy, checkProxy],
   [SCHEMA.$defs?.mirror?.properties?.name, checkMirrorName],
   [SCHEMA.$defs?.mirror?.properties?.path, checkMirrorPath],
   [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstreams],

@@ -4,10 +4,11 @@
  * delays, slow or stalled bodies, error statuses, cut or reset connections,
  * corrupted or oversized bodies and tampered signatures. Bodies go out in
  * chunks, honouring backpressure, so rate limits and stalls happen on the
- * wire and not just in a buffer.
+ * wire and not just in a buffer. With `tls` it speaks https.
  */
 import { once } from 'node:events'
 import { createServer } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -37,7 +38,7 @@ export type Fault =
   | { kind: 'unconditional' }
 
 export interface UpstreamServer {
-  /** `http://127.0.0.1:PORT/` plus the prefix: the mirror root. */
+  /** `http://127.0.0.1:PORT/` (or `https://`) plus the prefix: the mirror root. */
   url: string
   tree: UpstreamTree
   /** Serve another build from now on (Last-Modified moves forward). */
@@ -65,6 +66,8 @@ export interface UpstreamServerOptions {
   prefix?: string
   /** Answer 401 to every request without these Basic auth credentials. */
   basicAuth?: { user: string; password: string }
+  /** Serve https with this PEM certificate chain and key instead of http. */
+  tls?: { cert: string | Buffer; key: string | Buffer }
 }
 
 const CHUNK = 64 * 1024
@@ -176,13 +179,14 @@ export async function startUpstreamServer(tree: UpstreamTree, options: UpstreamS
     }
   }
 
-  const server = createServer((req, res) => {
+  const answer = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       if (!res.headersSent) plain(res, 500, String(error))
       else res.destroy()
     })
-  })
-  server.on('connection', (socket) => {
+  }
+  const server = options.tls === undefined ? createServer(answer) : createTlsServer(options.tls, answer)
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
@@ -208,7 +212,7 @@ export async function startUpstreamServer(tree: UpstreamTree, options: UpstreamS
     path === undefined ? [...map.values()].reduce((a, b) => a + b, 0) : (map.get(path) ?? 0)
 
   return {
-    url: `http://127.0.0.1:${port}${prefix}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}${prefix}`,
     get tree() {
       return current
     },

@@ -9,7 +9,7 @@
 import { createDirectorySource } from './directory-source.js'
 import { createHttpSource } from './http-source.js'
 import { redactUrl } from './redact-url.js'
-import type { UpstreamClient } from './upstream-client.js'
+import type { TransportSettings, UpstreamClient } from './upstream-client.js'
 import type { UpstreamSource } from './upstream-source.js'
 
 /** What sources share. */
@@ -18,12 +18,14 @@ export interface SourceDeps {
   client: UpstreamClient
   /** The metadata size cap (`limits.metadataMaxBytes`), for sources that do not read through the client. */
   metadataMaxBytes: number
+  /** The mirror's route out (proxy, CA) for HTTP sources. */
+  transport?: TransportSettings
 }
 
 /** The source for one validated upstream URL (ending with `/`). */
 export function createSource(url: string, deps: SourceDeps): UpstreamSource {
   const { protocol } = new URL(url)
   if (protocol === 'file:') return createDirectorySource({ root: url, metadataMaxBytes: deps.metadataMaxBytes })
-  if (protocol === 'http:' || protocol === 'https:') return createHttpSource({ root: url, client: deps.client })
+  if (protocol === 'http:' || protocol === 'https:') return createHttpSource({ root: url, client: deps.client, transport: deps.transport })
   throw new Error(`upstream ${redactUrl(url)}: unsupported scheme ${protocol}`)
 }

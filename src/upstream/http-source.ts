@@ -3,25 +3,36 @@
  * fetched through the shared `UpstreamClient` (its connection bound,
  * timeouts, document limits and statistics). Credentials in the root
  * (`https://user:password@host/`) go out as Basic auth to that origin only,
- * and every URL this source shows is redacted.
+ * and every URL this source shows is redacted. Its requests leave through the
+ * transport its mirror configures (proxy, CAs). A file that upstream
+ * redirected is resumed at the URL that answered, not asked again at the root.
  */
 
+import { LRUCache } from 'lru-cache'
 import { unsafePathReason } from '../streams/item-path.js'
 import { redactUrl } from './redact-url.js'
-import type { UpstreamClient } from './upstream-client.js'
+import type { TransportSettings, UpstreamClient, UpstreamResponse } from './upstream-client.js'
 import { UpstreamPathError, type UpstreamSource } from './upstream-source.js'
 
 export interface HttpSourceOptions {
   /** The root URL, ending with `/`; may carry `user:password@`. */
   root: string
   client: UpstreamClient
+  /** Proxy and CAs for this source; direct with Node's roots when omitted. */
+  transport?: TransportSettings
 }
+
+// Fills in progress at once are far fewer: room for every one to resume.
+const REMEMBERED_REDIRECTS = 1024
 
 export function createHttpSource(options: HttpSourceOptions): UpstreamSource {
   const { client } = options
   const root = new URL(options.root)
   if (!root.pathname.endsWith('/')) throw new Error(`upstream root ${redactUrl(root.href)} must end with "/"`)
   const shownRoot = redactUrl(root.href)
+  const transport = client.transport(options.transport ?? {})
+  /** Item path → the URL a redirect led to, credentials included (it is below the seam). */
+  const redirected = new LRUCache<string, string>({ max: REMEMBERED_REDIRECTS })
 
   /**
    * Where `relPath` resolves, checked after resolution (what the request will
@@ -52,10 +63,26 @@ export function createHttpSource(options: HttpSourceOptions): UpstreamSource {
 
   return {
     async getDocument(relPath, validators = {}) {
-      return client.fetchText(locate(relPath), validators)
+      return client.fetchText(locate(relPath), { ...validators, transport })
     },
     async openFile(relPath, { offset = 0 } = {}) {
-      return client.request(locate(relPath), offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {})
+      const url = locate(relPath)
+      const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {}
+      const final = offset > 0 ? redirected.get(relPath) : undefined
+      let response: UpstreamResponse | undefined
+      if (final !== undefined) {
+        response = await client.request(final, { headers, transport })
+        // A redirect target may be short-lived (a signed CDN URL): ask the root again.
+        if (response.status >= 400 && response.status < 500) {
+          response.body.resume()
+          redirected.delete(relPath)
+          response = undefined
+        }
+      }
+      response ??= await client.request(url, { headers, transport })
+      const { location, ...answer } = response
+      if (location !== url && location !== final) redirected.set(relPath, location)
+      return answer
     },
     pathProblem,
     describe: (relPath = '') => `${shownRoot}${relPath}`,

@@ -5,7 +5,10 @@
  * (`idleTimeoutMs` between body chunks), retries metadata with backoff, and
  * names the URL in every error, its credentials redacted. A metadata document
  * is read under a size cap and an overall deadline, so a hostile upstream can
- * neither fill memory nor hold a refresh forever.
+ * neither fill memory nor hold a refresh forever. Requests go out through a
+ * `Transport` (direct or through a proxy, with the CAs of the mirror asking)
+ * and follow up to five redirects, never from https down to http, and never
+ * carrying credentials to another origin than the one they were given for.
  */
 
 import http from 'node:http'
@@ -15,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Histogram } from 'prom-client'
 import { createUpstreamLatencyHistogram } from '../metrics/upstream-latency.js'
 import { redactUrl } from './redact-url.js'
+import { createTransport, ProxySettingError, type Route, type Transport, type TransportOptions } from './outbound-transport.js'
 import { createSemaphore } from './semaphore.js'
 
 export interface UpstreamClientOptions {
@@ -29,6 +33,8 @@ export interface UpstreamClientOptions {
   metadataMaxBytes?: number
   /** Milliseconds a metadata document fetch may take in all, retries included. Default 2 minutes. */
   metadataTimeoutMs?: number
+  /** Hears of each request answered after redirects: where it was asked, where it was answered (both redacted). */
+  onRedirect?: (from: string, to: string, redirects: number) => void
 }
 
 export class UpstreamError extends Error {
@@ -53,8 +59,10 @@ export class UpstreamError extends Error {
 }
 
 export interface UpstreamResponse {
-  /** Credentials redacted: for messages. */
+  /** Where the answer came from, after redirects; credentials redacted: for messages. */
   url: string
+  /** The same URL with the credentials it was requested with: for a resume, and never for display. */
+  location: string
   status: number
   headers: IncomingHttpHeaders
   /** The body; destroy it when abandoning the transfer so the connection is freed. */
@@ -66,7 +74,16 @@ export interface RequestOptions {
   headers?: Record<string, string>
   /** Abandons the request (or its body) with the signal's reason. */
   signal?: AbortSignal
+  /** The route out (proxy, CAs), from `transport()`; direct with Node's roots when omitted. */
+  transport?: Transport
 }
+
+/** What a mirror says about its route out: `TransportOptions` but for the connection bound, which the client sets. */
+export type TransportSettings = Omit<TransportOptions, 'maxConnections'>
+
+/** Redirects followed for one request: enough for a mirror network and a CDN, few enough to end a loop quickly. */
+export const MAX_REDIRECTS = 5
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
 
 export type TextResult =
   | { status: 200; text: string; etag?: string; lastModified?: string }
@@ -75,6 +92,7 @@ export type TextResult =
 export interface FetchTextOptions {
   etag?: string
   lastModified?: string
+  transport?: Transport
   /** Attempts in all, with exponential backoff between them. */
   attempts?: number
 }
@@ -97,6 +115,8 @@ export interface UpstreamClient {
   request(url: string, options?: RequestOptions): Promise<UpstreamResponse>
   /** A metadata document, conditionally when validators are given, retried on transient failure. */
   fetchText(url: string, options?: FetchTextOptions): Promise<TextResult>
+  /** The transport for these settings, shared by every source that names the same ones; closed with the client. */
+  transport(settings: TransportSettings): Transport
   stats(): UpstreamClientStats
   /** Seconds from sending a request to its response headers, for answered requests. */
   readonly latency: Histogram
@@ -110,10 +130,19 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   const userAgent = options.userAgent ?? 'sstream-proxy'
   const metadataMaxBytes = options.metadataMaxBytes ?? DEFAULT_METADATA_MAX_BYTES
   const metadataTimeoutMs = options.metadataTimeoutMs ?? DEFAULT_METADATA_TIMEOUT_MS
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: maxConnections }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: maxConnections }),
+  // Kept for the client's life: a reload that changes a proxy or CA gets new
+  // ones, while transfers on the old ones finish undisturbed.
+  const transports = new Map<string, Transport>()
+  const transportFor = (settings: TransportSettings): Transport => {
+    const key = JSON.stringify([settings.proxy ?? null, settings.ca ?? null])
+    let found = transports.get(key)
+    if (found === undefined) {
+      found = createTransport({ ...settings, maxConnections })
+      transports.set(key, found)
+    }
+    return found
   }
+  const defaultTransport = transportFor({})
   const slots = createSemaphore(maxConnections)
   let requests = 0
   let errors = 0
@@ -121,9 +150,35 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   const latency = createUpstreamLatencyHistogram()
 
   async function request(url: string, requestOptions: RequestOptions = {}): Promise<UpstreamResponse> {
-    const target = new URL(url)
+    const asked = new URL(url)
+    let target = asked
+    for (let redirects = 0; ; redirects++) {
+      const response = await requestOnce(target, requestOptions)
+      const location = response.headers.location
+      if (!REDIRECT_STATUSES.has(response.status) || location === undefined) {
+        if (redirects > 0) options.onRedirect?.(redactUrl(url), response.url, redirects)
+        return response
+      }
+      response.body.resume()
+      if (redirects === MAX_REDIRECTS) {
+        throw new UpstreamError(url, `more than ${MAX_REDIRECTS} redirects (the last one by ${response.url})`, response.status)
+      }
+      target = redirectTarget(url, asked, target, location, response.status)
+    }
+  }
+
+  async function requestOnce(target: URL, requestOptions: RequestOptions): Promise<UpstreamResponse> {
+    const url = target.href
     const transport = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : undefined
     if (transport === undefined) throw new UpstreamError(url, `unsupported protocol ${target.protocol}`)
+    let route: Route
+    try {
+      route = (requestOptions.transport ?? defaultTransport).route(target)
+    } catch (error) {
+      if (error instanceof ProxySettingError) throw new UpstreamError(url, error.message)
+      throw error
+    }
+    const through = route.proxy === undefined ? '' : ` (through proxy ${route.proxy})`
     const { signal } = requestOptions
     signal?.throwIfAborted()
     const release = await slots.acquire()
@@ -133,11 +188,12 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       const response = await new Promise<IncomingMessage>((resolve, reject) => {
         const req = transport.request(target, {
           method: requestOptions.method ?? 'GET',
-          agent: agents[target.protocol as 'http:' | 'https:'],
+          agent: route.agent,
+          ...route.tls,
           headers: { 'user-agent': userAgent, ...requestOptions.headers },
         })
         const timer = setTimeout(() => {
-          req.destroy(new UpstreamError(url, `no response within ${connectTimeoutMs / 1000}s`))
+          req.destroy(new UpstreamError(url, `no response within ${connectTimeoutMs / 1000}s${through}`))
         }, connectTimeoutMs)
         const onAbort = () => req.destroy(signal?.reason as Error)
         signal?.addEventListener('abort', onAbort, { once: true })
@@ -151,10 +207,15 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         })
         req.once('error', (error) => {
           clearTimeout(timer)
-          reject(error instanceof UpstreamError ? error : new UpstreamError(url, describeNetworkError(error)))
+          reject(error instanceof UpstreamError ? error : new UpstreamError(url, `${describeNetworkError(error)}${through}`))
         })
         req.end()
       })
+      if (response.statusCode === 407 && route.proxy !== undefined) {
+        // The proxy's answer, not the upstream's: name the proxy, never its password.
+        response.resume()
+        throw new UpstreamError(url, `proxy ${route.proxy} answered 407 Proxy Authentication Required (check the user and password in the proxy URL)`, 407)
+      }
       // Bound every silence in the body: a stalled upstream must fail the
       // transfer, not hold its clients (MAAS gives up after 10 s) forever.
       const socket = response.socket
@@ -171,7 +232,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         release()
       })
       response.once('error', () => errors++)
-      return { url: redactUrl(url), status: response.statusCode ?? 0, headers: response.headers, body: response }
+      return { url: redactUrl(url), location: url, status: response.statusCode ?? 0, headers: response.headers, body: response }
     } catch (error) {
       errors++
       release()
@@ -183,7 +244,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
     const headers: Record<string, string> = {}
     if (options.etag !== undefined) headers['if-none-match'] = options.etag
     if (options.lastModified !== undefined) headers['if-modified-since'] = options.lastModified
-    const response = await request(url, { headers, signal })
+    const response = await request(url, { headers, signal, transport: options.transport })
     if (response.status === 304) {
       response.body.resume()
       return { status: 304 }
@@ -249,12 +310,12 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       }
     },
     latency,
+    transport: transportFor,
     stats() {
       return { requests, errors, httpErrors, waiting: slots.waiting(), active: slots.active() }
     },
     close() {
-      agents['http:'].destroy()
-      agents['https:'].destroy()
+      for (const each of transports.values()) each.destroy()
     },
   }
 }
@@ -265,7 +326,52 @@ export function backoffMs(attempt: number, baseMs = 500): number {
   return ceiling / 2 + Math.random() * (ceiling / 2)
 }
 
+/**
+ * Where a redirect leads: resolved against the URL that answered, only http
+ * or https, never from https down to http. Credentials of the URL first asked
+ * go along only to that URL's origin, as curl and browsers do: a mirror
+ * network redirecting to a CDN must not hand it the mirror's password.
+ */
+function redirectTarget(url: string, asked: URL, from: URL, location: string, status: number): URL {
+  let next: URL
+  try {
+    next = new URL(location, from)
+  } catch {
+    throw new UpstreamError(url, `redirect (HTTP ${status}) to an invalid Location ${JSON.stringify(redactUrl(location))}`, status)
+  }
+  const shown = redactUrl(next.href)
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new UpstreamError(url, `redirect to ${shown} refused: only http and https are followed`, status)
+  if (from.protocol === 'https:' && next.protocol === 'http:') throw new UpstreamError(url, `redirect from https down to http refused (${shown})`, status)
+  next.hash = ''
+  next.username = ''
+  next.password = ''
+  if (next.origin === asked.origin) {
+    next.username = asked.username
+    next.password = asked.password
+  }
+  return next
+}
+
+/** Node's certificate error codes in the words an operator looks for. */
+const TLS_REASONS: Record<string, string> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unknown CA',
+  UNABLE_TO_GET_ISSUER_CERT: 'unknown CA',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unknown CA',
+  SELF_SIGNED_CERT_IN_CHAIN: 'unknown CA (self-signed certificate in the chain)',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'unknown CA (self-signed certificate)',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'certificate name mismatch',
+  CERT_HAS_EXPIRED: 'certificate expired',
+  CERT_NOT_YET_VALID: 'certificate not yet valid',
+  CERT_REVOKED: 'certificate revoked',
+  CERT_UNTRUSTED: 'certificate not trusted',
+  CERT_SIGNATURE_FAILURE: 'certificate signature invalid',
+}
+
 function describeNetworkError(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code
-  return code !== undefined ? `${code} (${error.message})` : error.message
+  if (code === undefined) return error.message
+  const reason = TLS_REASONS[code]
+  if (reason === undefined) return `${code} (${error.message})`
+  const hint = reason.startsWith('unknown CA') ? '; trust the CA with the "ca" key or NODE_EXTRA_CA_CERTS' : ''
+  return `TLS: ${reason} (${code}: ${error.message})${hint}`
 }

@@ -146,10 +146,15 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
-    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, keyring, metadata, publish, missFailure, missWait, selections)'],
+    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, proxy, ca, caMode, keyring, metadata, publish, missFailure, missWait, selections)'],
+    ['a proxy with an unknown scheme', { proxy: 'socks5://user:pw@proxy.corp:1080/', mirrors: [mirror()] }, 'config.json: proxy: "socks5://user:***@proxy.corp:1080/" has the unsupported scheme socks5: (expected http: or https:)'],
+    ['a mirror proxy with a path', { mirrors: [mirror({ proxy: 'http://proxy.corp:3128/squid' })] }, 'config.json: mirrors[0].proxy: "http://proxy.corp:3128/squid" must not have a path, query or fragment'],
+    ['a proxy that is true', { proxy: true, mirrors: [mirror()] }, 'config.json: proxy: expected a proxy URL such as "http://proxy.example:3128/", or false for none, got true'],
+    ['a proxy that is not a URL', { proxy: 'proxy.corp:3128', mirrors: [mirror()] }, 'config.json: proxy: "proxy.corp:3128" has the unsupported scheme proxy.corp: (expected http: or https:)'],
+    ['an unknown caMode', { ca: 'corp.pem', caMode: 'merge', mirrors: [mirror()] }, 'config.json: caMode: expected "add" or "replace", got "merge"'],
     ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
     ['an allow entry that is not an address', { listen: { allow: ['10.0.0.0/8', 'maas.example'] }, mirrors: [mirror()] }, 'config.json: listen.allow[1]: "maas.example" is not an IP address or CIDR (such as "192.168.10.0/24" or "fd00::/8")'],
     ['an allow prefix out of range', { listen: { allow: ['10.0.0.0/33'] }, mirrors: [mirror()] }, 'config.json: listen.allow[0]: "10.0.0.0/33" has a prefix length out of range (0 to 32 for IPv4)'],
@@ -251,5 +256,32 @@ describe('validateConfig rejections name the key', () => {
     assert.equal(error.key, 'listen.port')
     assert.equal(error.problem, 'bad')
     assert.equal(error.source, 'config.json')
+  })
+})
+
+describe('validateConfig outbound keys', () => {
+  test('a top-level proxy and ca apply to every mirror; a mirror overrides them or says false', () => {
+    const config = validateConfig(
+      {
+        proxy: 'http://user:pw@proxy.corp:3128/',
+        ca: 'corp-ca.pem',
+        mirrors: [
+          mirror(),
+          mirror({ name: 'local', path: '/local/', proxy: false, ca: '/etc/ssl/lab.pem', caMode: 'replace' }),
+        ],
+      },
+      options,
+    )
+    const [stable, local] = config.mirrors
+    assert.equal(stable?.proxy, 'http://user:pw@proxy.corp:3128/')
+    assert.deepEqual(stable?.ca, { path: '/srv/proxy/corp-ca.pem', mode: 'add', key: 'ca' })
+    assert.equal(local?.proxy, false)
+    assert.deepEqual(local?.ca, { path: '/etc/ssl/lab.pem', mode: 'replace', key: 'mirrors[1].ca' })
+  })
+
+  test('without them a mirror follows the environment and Node\'s roots', () => {
+    const [only] = validateConfig({ mirrors: [mirror()] }, options).mirrors
+    assert.equal(only?.proxy, undefined)
+    assert.equal(only?.ca, undefined)
   })
 })

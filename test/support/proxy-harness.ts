@@ -12,7 +12,7 @@ import { parseFilter } from '../../src/streams/filter.js'
 import { silentLogger, type Logger } from '../../src/log/logger.js'
 import { startProxy, type RunningProxy } from '../../src/runtime.js'
 import { buildUpstreamTree, type TreeItem, type TreeOptions, type UpstreamTree } from './upstream-tree.js'
-import { startUpstreamServer, type UpstreamServer } from './upstream-server.js'
+import { startUpstreamServer, type UpstreamServer, type UpstreamServerOptions } from './upstream-server.js'
 
 export const MIRROR_PATH = '/maas/images/ephemeral-v3/stable/'
 
@@ -47,6 +47,8 @@ export function selectedFiles(items: readonly TreeItem[], version: string): Tree
 
 export interface HarnessOptions {
   tree?: TreeOptions
+  /** How the test upstream serves (https, basic auth). */
+  upstream?: UpstreamServerOptions
   mirror?: Partial<Omit<MirrorConfig, 'selections'>> & { selections?: Array<{ filters: string[]; max?: number }> }
   config?: Partial<Config>
   dataDir?: string
@@ -76,7 +78,7 @@ export interface Harness {
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const tree = await buildUpstreamTree(options.tree)
-  const upstream = await startUpstreamServer(tree)
+  const upstream = await startUpstreamServer(tree, options.upstream)
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sstream-proxy-test-')))
   const keyringPath = await tree.writeKeyring(dataDir)
   const { selections: groups, ...mirror } = options.mirror ?? {}
