@@ -6,6 +6,7 @@
  */
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { once } from 'node:events'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
@@ -14,6 +15,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+
+// Debian installs it in /usr/sbin, which a non-root PATH may lack.
+const SQUID = existsSync('/usr/sbin/squid') ? '/usr/sbin/squid' : 'squid'
 
 const run = promisify(execFile)
 
@@ -69,7 +73,7 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
     ].join('\n'),
     { mode: 0o644 },
   )
-  const child = spawn('squid', ['-N', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(SQUID, ['-N', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   await waitForPort(port, child, () => stderr, dir)
