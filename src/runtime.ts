@@ -11,6 +11,7 @@ import { createServer } from 'node:http'
 import { getRequestListener } from '@hono/node-server'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
+import { createMetadataWorker, type MetadataWorker } from './metadata-worker/metadata-worker.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createApp } from './server/create-app.js'
@@ -26,6 +27,8 @@ export interface ProxyCore {
   store: Store
   client: UpstreamClient
   signingKey: SigningKey
+  /** Verifies and publishes every mirror's metadata off the main thread. */
+  metadataWorker: MetadataWorker
   mirrors: Mirror[]
   /** Passes, history and status; `startProxy` starts its schedule, commands run passes directly. */
   prefetcher: Prefetcher
@@ -79,15 +82,17 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   log.info('store opened', { dataDir: config.dataDir, ...startup })
   const client = createUpstreamClient({ userAgent: 'sstream-proxy', ...options.upstream })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  const metadataWorker = createMetadataWorker({ signingKeyArmored: signingKey.privateKey.armor(), log })
   mirrors = config.mirrors.map((mirror) =>
     createMirror({
       config: mirror,
       client,
-      signingKey,
+      worker: metadataWorker,
       dataDir: config.dataDir,
       metadataTtlSeconds: config.metadataTtl,
       log,
       isStored,
+      listStored: () => store.index.all().map((file) => file.sha256),
       unavailableRetryMs: options.metadataUnavailableRetryMs,
     }),
   )
@@ -108,11 +113,13 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     client,
     signingKey,
     mirrors,
+    metadataWorker,
     prefetcher,
     traffic,
     log,
     async close() {
       await prefetcher.stop()
+      await metadataWorker.close()
       await store.close()
       client.close()
     },

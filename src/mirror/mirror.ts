@@ -12,24 +12,27 @@ import { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LRUCache } from 'lru-cache'
-import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
+import type { JobDocument, JobKeyring } from '../metadata-worker/metadata-jobs.js'
+import type { MetadataWorker } from '../metadata-worker/metadata-worker.js'
 import { readKeyring } from '../streams/signature.js'
-import type { SigningKey } from '../streams/signing-key.js'
 import { UpstreamError, type UpstreamClient } from '../upstream/upstream-client.js'
-import { buildPublication, type Publication } from './publication.js'
-import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, type UpstreamMetadata } from './upstream-metadata.js'
+import { openPublication, type Publication } from './publication.js'
+import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, type IndexVerifier, type UpstreamDocument, type UpstreamMetadata } from './upstream-metadata.js'
 
 export interface MirrorOptions {
   config: MirrorConfig
   client: UpstreamClient
-  signingKey: SigningKey
+  /** Verifies, parses and publishes metadata off the main thread; shared by all mirrors. */
+  worker: MetadataWorker
   dataDir: string
   metadataTtlSeconds: number
   log: Logger
   /** Whether a file is stored, for `publish: "cached"`. */
   isStored?: (sha256: string) => boolean
+  /** The sha256 of every stored file, for `publish: "cached"` builds. */
+  listStored?: () => string[]
   /** With no metadata held, how long a failed fetch answers for requests before upstream is asked again; default 5 s. */
   unavailableRetryMs?: number
 }
@@ -87,7 +90,8 @@ export function createMirror(options: MirrorOptions): Mirror {
   const ttlMs = options.metadataTtlSeconds * 1000
   const savedFile = join(options.dataDir, 'metadata', `${config.name}.json`)
   const emitter = new EventEmitter()
-  let keys: openpgp.PublicKey[] | undefined
+  /** The keyring's bytes once they read as a keyring; the worker verifies with them. */
+  let keyring: JobKeyring | undefined
   let upstream: UpstreamMetadata | undefined
   const status: MirrorMetadataStatus = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
   const isStored = options.isStored ?? (() => false)
@@ -95,8 +99,35 @@ export function createMirror(options: MirrorOptions): Mirror {
   /** When a fetch last failed with no publication held; requests before the retry time are answered without upstream. */
   let unavailableSince = -Infinity
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
-  const build = (metadata: UpstreamMetadata) =>
-    buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+  /** A document for the worker: fresh UTF-8 bytes it takes over, while the text stays here to be saved. */
+  const jobDocument = (document: UpstreamDocument, transfer: ArrayBuffer[]): JobDocument => {
+    const signed = new TextEncoder().encode(document.signed).buffer as ArrayBuffer
+    transfer.push(signed)
+    return { path: document.path, location: new URL(document.path, config.upstream).href, signed }
+  }
+  const verifyIndex: IndexVerifier = (document) => {
+    const transfer: ArrayBuffer[] = []
+    return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: jobDocument(document, transfer) }, transfer)
+  }
+  const build = async (metadata: UpstreamMetadata): Promise<Publication> => {
+    const transfer: ArrayBuffer[] = []
+    const tables = await options.worker.run(
+      {
+        kind: 'publish',
+        keyring: keyring as JobKeyring,
+        index: jobDocument(metadata.index, transfer),
+        products: [...metadata.products].map(([contentId, document]) => ({ ...jobDocument(document, transfer), contentId })),
+        mirror: {
+          metadata: config.metadata,
+          publish: config.publish,
+          selections: config.selections.map(({ filters, max }) => ({ filters: filters.map((filter) => filter.source), ...(max === undefined ? {} : { max }) })),
+        },
+        stored: config.publish === 'cached' ? (options.listStored?.() ?? []) : [],
+      },
+      transfer,
+    )
+    return openPublication(tables, metadata)
+  }
   /** A pending version whose files are now all stored: the publication is out of date. */
   const completesPending = (publication: Publication, sha256?: string) =>
     publication.pending.some((version) => (sha256 === undefined || version.sha256s.includes(sha256)) && version.sha256s.every(isStored))
@@ -116,9 +147,9 @@ export function createMirror(options: MirrorOptions): Mirror {
     fetchMethod: async (_key, stale, { options: fetchOptions, signal }) => {
       try {
         // A keyring installed after start (the hint on /status says how) is picked up here.
-        if (keys === undefined) await loadKeys()
-        if (keys === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
-        const { metadata, changed } = await fetchUpstreamMetadata({ client, upstream: config.upstream, keys, previous: upstream })
+        if (keyring === undefined) await loadKeys()
+        if (keyring === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
+        const { metadata, changed } = await fetchUpstreamMetadata({ client, upstream: config.upstream, verifyIndex, previous: upstream })
         status.upstreamReachable = true
         // Unchanged upstream keeps the publication only if it was built from
         // these very documents: a republish racing a refresh can leave one
@@ -164,16 +195,20 @@ export function createMirror(options: MirrorOptions): Mirror {
       fail(`keyring ${config.keyring} ${reason}${hint}`)
       return
     }
-    keys = await readKeyring(bytes, config.keyring).catch((error: Error) => {
-      fail(error.message)
-      return undefined
-    })
+    // Read here too, for a clear error at start; a keyring is a few kilobytes.
+    keyring = await readKeyring(bytes, config.keyring).then(
+      () => ({ bytes: new Uint8Array(bytes), source: config.keyring }),
+      (error: Error) => {
+        fail(error.message)
+        return undefined
+      },
+    )
   }
 
   async function loadSaved(): Promise<void> {
-    if (keys === undefined) return
+    if (keyring === undefined) return
     try {
-      const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, keys })
+      const saved = await loadUpstreamMetadata(savedFile, { upstream: config.upstream, verifyIndex })
       if (saved === undefined) return
       upstream = saved
       const publication = await build(saved)

@@ -8,7 +8,7 @@
 import type { Store } from '../store/store.js'
 import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
 import type { Fill, FillSource } from '../store/fill.js'
-import type { SelectedFile } from '../streams/selection.js'
+import type { ServableFile } from '../mirror/publication.js'
 import { parseRange } from './byte-range.js'
 import { matchesEtag } from './etag.js'
 
@@ -26,7 +26,7 @@ export type FileAnswer =
 /** Seconds a client is told to wait after upstream failed a miss. */
 export const RETRY_AFTER_SECONDS = 30
 
-export async function answerFile(store: Store, file: SelectedFile, request: FileRequest, source: FillSource): Promise<FileAnswer> {
+export async function answerFile(store: Store, file: ServableFile, request: FileRequest, source: FillSource): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
   const stored = await store.openStored(file.sha256)
   const cache = stored !== undefined ? 'hit' : 'miss'
