@@ -4,6 +4,8 @@
  * buffers. Started with the proxy's armored signing key as `workerData`.
  */
 
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import * as openpgp from 'openpgp'
 import { createJobRunner, MetadataJobError, type JobFailure, type MetadataJob } from './metadata-jobs.js'
@@ -22,6 +24,15 @@ export type ReplyMessage = { id: number; result: unknown } | { id: number; failu
 const port = parentPort
 if (port === null) throw new Error('the metadata worker runs in a worker thread')
 const { signingKeyArmored } = workerData as WorkerData
+
+// On Linux a thread has its own scheduling priority: below the serving thread,
+// so that on a busy machine requests get the CPU before metadata does.
+// Elsewhere this thread keeps the process's priority.
+try {
+  setPriority(Number(readlinkSync('/proc/thread-self').split('/').at(-1)), 10)
+} catch {
+  // No /proc: nothing to lower.
+}
 const runner = createJobRunner({ readSigningKey: () => openpgp.readPrivateKey({ armoredKey: signingKeyArmored }) })
 
 port.on('message', ({ id, job }: JobMessage) => {
