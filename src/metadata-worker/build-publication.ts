@@ -10,9 +10,9 @@
 import { createHash } from 'node:crypto'
 import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
-import { applySelections, type FileRef, type SelectedFile, type SelectionResult } from '../streams/selection.js'
+import { applySelections, selectedVersions, type FileRef, type SelectedFile, type SelectionResult } from '../streams/selection.js'
 import { clearsign } from '../streams/signature.js'
-import type { IndexDocument, IndexEntry, ProductsDocument, StreamVersion } from '../streams/types.js'
+import type { IndexDocument, IndexEntry, ProductsDocument, StreamProduct, StreamVersion } from '../streams/types.js'
 import { INDEX_PATH } from '../mirror/upstream-metadata.js'
 import type { PendingVersion, PublicationTables, SelectionSummary } from '../mirror/publication.js'
 
@@ -98,26 +98,15 @@ function versionTables(selections: Map<string, SelectionResult>, indexOf: Map<st
   const starts = [0]
   const files: number[] = []
   for (const selection of selections.values()) {
-    const paths = new Map<string, Set<string>>()
-    const key = (product: string, version: string) => JSON.stringify([product, version])
-    for (const file of selection.files) {
-      for (const ref of file.refs) {
-        const versionKey = key(ref.product, ref.version)
-        const set = paths.get(versionKey) ?? new Set()
-        set.add(file.path)
-        paths.set(versionKey, set)
-      }
-    }
-    for (const [product, entry] of Object.entries(selection.document.products)) {
+    for (const { product, version, files: paths } of selectedVersions(selection)) {
+      const entry = selection.document.products[product] as StreamProduct
       const label = ['os', 'release', 'arch', 'subarch', 'bootloader-type']
         .map((attribute) => entry[attribute])
         .filter((value): value is string => typeof value === 'string')
         .join(' ')
-      for (const version of Object.keys(entry.versions)) {
-        names.push(product, label || product, version)
-        for (const path of [...(paths.get(key(product, version)) ?? [])].sort()) files.push(indexOf.get(path) as number)
-        starts.push(files.length)
-      }
+      names.push(product, label || product, version)
+      for (const path of paths) files.push(indexOf.get(path) as number)
+      starts.push(files.length)
     }
   }
   return { names, starts: Uint32Array.from(starts), files: Uint32Array.from(files) }
