@@ -8,7 +8,7 @@
  *
  * On a machine busy with other work the scheduler alone delays timers: a
  * control window with the same client and no metadata work is measured just
- * before, and what it shows beyond a quiet machine's 20 ms raises the bar.
+ * before (and for the refresh, after: the larger counts), and what it shows beyond a quiet machine's 20 ms raises the bar.
  * The old code held the loop for seconds, far past either.
  */
 
@@ -108,6 +108,8 @@ describe('the event loop while metadata is refreshed', () => {
       h.upstream.setTree(await bigTree(h.tree, PRODUCTS))
       const bar = await barFor(h)
       const measured = await p99During(h, () => mirrorOf(h).refresh())
+      const after = await barFor(h)
+      if (after.limitMs > bar.limitMs) Object.assign(bar, after)
       const publication = mirrorOf(h).current()
       assert.equal(mirrorOf(h).metadataStatus().metadataError, null)
       assert.ok((publication?.summary.products ?? 0) >= PRODUCTS, 'the big document is what is published now')
