@@ -13,6 +13,7 @@ import { readTlsFiles } from './config/tls-files.js'
 import { ConfigError } from './config/validate-config.js'
 import type { Config } from './config/types.js'
 import type { Logger } from './log/logger.js'
+import { createMetadataWorker, type MetadataWorker } from './metadata-worker/metadata-worker.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createAccessControl } from './server/access-control.js'
@@ -32,6 +33,8 @@ export interface ProxyCore {
   store: Store
   client: UpstreamClient
   signingKey: SigningKey
+  /** Verifies and publishes every mirror's metadata off the main thread; outlives reloads. */
+  metadataWorker: MetadataWorker
   mirrors: Mirror[]
   /** Passes, history and status; `startProxy` starts its schedule, commands run passes directly. */
   prefetcher: Prefetcher
@@ -40,12 +43,12 @@ export interface ProxyCore {
   /**
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
-   * stopped (the new one is left for the caller to start). The store, its fills
-   * and the upstream client are kept: `dataDir` and `signingKey` stay as they
+   * stopped (the new one is left for the caller to start). The store, its fills,
+   * the metadata worker and the upstream client are kept: `dataDir` and `signingKey` stay as they
    * were (the caller says a restart is needed).
    */
   reconfigure(config: Config): Promise<void>
-  /** Stops the prefetcher, then closes the store and the client. */
+  /** Stops the prefetcher and the metadata worker, then closes the store and the client. */
   close(): Promise<void>
 }
 
@@ -98,16 +101,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     ...options.upstream,
   })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  const metadataWorker = createMetadataWorker({ signingKeyArmored: signingKey.privateKey.armor(), log })
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
         upstream: createHttpSource({ root: mirror.upstream, client }),
-        signingKey,
+        worker: metadataWorker,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,
         log,
         isStored,
+        listStored: () => store.index.all().map((file) => file.sha256),
         storedSize: (sha256) => store.index.get(sha256)?.size,
         unavailableRetryMs: options.metadataUnavailableRetryMs,
       }),
@@ -131,6 +136,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     store,
     client,
     signingKey,
+    metadataWorker,
     mirrors,
     prefetcher: buildPrefetcher(config, mirrors),
     traffic,
@@ -148,6 +154,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     },
     async close() {
       await core.prefetcher.stop()
+      await metadataWorker.close()
       await store.close()
       client.close()
     },

@@ -1,44 +1,47 @@
 /**
  * The upstream half of a mirror's metadata: fetch `streams/v1/index.sjson`
- * and every products file it lists, verify each against the mirror's keyring,
- * parse it, and keep the last good set on disk so a restart with upstream down
- * still has it. Requests are conditional, and a products file whose index
- * entry did not change is not fetched again.
+ * and every products file it lists, and keep the last good set on disk so a
+ * restart with upstream down still has it. Requests are conditional, and a
+ * products file whose index entry did not change is not fetched again.
+ * Verifying and parsing happen in the metadata worker (`IndexVerifier` here,
+ * the products documents when the publication is built): this module holds
+ * only the raw signed text, never a parsed document.
  */
 
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type * as openpgp from 'openpgp'
-import { parseIndex, parseProducts, StreamFormatError } from '../streams/documents.js'
-import { verifyClearsigned, SignatureError } from '../streams/signature.js'
-import type { IndexDocument, ProductsDocument } from '../streams/types.js'
 import type { UpstreamSource } from '../upstream/upstream-source.js'
 
 export const INDEX_PATH = 'streams/v1/index.sjson'
 
-/** One verified upstream `.sjson` file. */
+/** One upstream `.sjson` file, as upstream sent it. */
 export interface UpstreamDocument {
   /** Relative to the mirror root, e.g. `streams/v1/index.sjson`. */
   path: string
   /** The clearsigned bytes exactly as upstream sent them. */
   signed: string
-  /** The text inside the signature. */
-  text: string
   etag?: string
   lastModified?: string
 }
 
+/** What the signed index says of each products document, by content id: all a refresh needs to decide what to fetch. */
+export type IndexEntries = Record<string, { path: string; format?: string; updated?: string }>
+
 export interface UpstreamMetadata {
   /** When this set was last confirmed current with upstream (ms). */
   checkedAt: number
-  index: UpstreamDocument & { parsed: IndexDocument }
-  /** Products documents by content id. */
-  products: Map<string, UpstreamDocument & { parsed: ProductsDocument }>
+  /** The index, whose signature verified, with its entries. */
+  index: UpstreamDocument & { entries: IndexEntries }
+  /** Products documents by content id; verified when the publication is built from them. */
+  products: Map<string, UpstreamDocument>
 }
+
+/** Verifies and parses a signed index (in the metadata worker); rejects with `UpstreamMetadataError` naming `location`. */
+export type IndexVerifier = (document: UpstreamDocument, location: string) => Promise<IndexEntries>
 
 export interface FetchMetadataOptions {
   source: UpstreamSource
-  keys: openpgp.PublicKey[]
+  verifyIndex: IndexVerifier
   previous?: UpstreamMetadata
 }
 
@@ -49,7 +52,7 @@ export class UpstreamMetadataError extends Error {
 
 /** Where signed documents come from: upstream over HTTP, or the saved copy at start-up. */
 type DocumentReader = (path: string, previous: UpstreamDocument | undefined) => Promise<RawDocument | 'unchanged'>
-type RawDocument = Omit<UpstreamDocument, 'text'>
+type RawDocument = UpstreamDocument
 
 /** Fetches the current upstream metadata; `changed` is false when upstream confirmed `previous`. */
 export async function fetchUpstreamMetadata(options: FetchMetadataOptions): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
@@ -62,48 +65,28 @@ export async function fetchUpstreamMetadata(options: FetchMetadataOptions): Prom
     }
     return { path, signed: result.text, etag: result.etag, lastModified: result.lastModified }
   }
-  return assemble(read, source, options.keys, options.previous)
+  return assemble(read, source, options.verifyIndex, options.previous)
 }
 
-async function assemble(read: DocumentReader, source: UpstreamSource, keys: openpgp.PublicKey[], previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
+async function assemble(read: DocumentReader, source: UpstreamSource, verifyIndex: IndexVerifier, previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
   const indexRaw = await read(INDEX_PATH, previous?.index)
   if (indexRaw === 'unchanged' && previous !== undefined) {
     return { metadata: { ...previous, checkedAt: Date.now() }, changed: false }
   }
-  const index = await verify(indexRaw as RawDocument, source, keys, parseIndex)
+  const raw = indexRaw as RawDocument
+  const index = { ...raw, entries: await verifyIndex(raw, source.describe(raw.path)) }
   const products: UpstreamMetadata['products'] = new Map()
-  for (const [contentId, entry] of Object.entries(index.parsed.index)) {
+  for (const [contentId, entry] of Object.entries(index.entries)) {
     if (entry.format !== undefined && entry.format !== 'products:1.0') continue
     // Signed is not enough: an entry may only name a file under the upstream root.
     const problem = source.pathProblem(entry.path)
     if (problem !== undefined) throw new UpstreamMetadataError(`${source.describe(INDEX_PATH)}: index["${contentId}"].path ${JSON.stringify(entry.path)} ${problem}`)
     const before = previous?.products.get(contentId)
-    const unchangedEntry = before !== undefined && before.path === entry.path && previous?.index.parsed.index[contentId]?.updated === entry.updated
-    const raw = unchangedEntry ? 'unchanged' : await read(entry.path, before)
-    const document = raw === 'unchanged' && before !== undefined ? before : await verify(raw as RawDocument, source, keys, parseProducts)
-    if (document.parsed.content_id !== contentId) {
-      throw new UpstreamMetadataError(`${source.describe(entry.path)}: content_id "${document.parsed.content_id}" differs from its index entry "${contentId}"`)
-    }
-    products.set(contentId, document)
+    const unchangedEntry = before !== undefined && before.path === entry.path && previous?.index.entries[contentId]?.updated === entry.updated
+    const document = unchangedEntry ? 'unchanged' : await read(entry.path, before)
+    products.set(contentId, document === 'unchanged' ? (before as UpstreamDocument) : document)
   }
   return { metadata: { checkedAt: Date.now(), index, products }, changed: true }
-}
-
-async function verify<T extends IndexDocument | ProductsDocument>(
-  raw: RawDocument,
-  source: UpstreamSource,
-  keys: openpgp.PublicKey[],
-  parser: (text: string, source: string) => T,
-): Promise<UpstreamDocument & { parsed: T }> {
-  const location = source.describe(raw.path)
-  try {
-    const text = await verifyClearsigned(raw.signed, keys)
-    return { ...raw, text, parsed: parser(text, location) }
-  } catch (error) {
-    if (error instanceof SignatureError) throw new UpstreamMetadataError(`${location}: ${error.message}`)
-    if (error instanceof StreamFormatError) throw new UpstreamMetadataError(error.message)
-    throw error
-  }
 }
 
 interface SavedMetadata {
@@ -125,10 +108,11 @@ export async function saveUpstreamMetadata(file: string, metadata: UpstreamMetad
 }
 
 /**
- * Reads a saved set back, verifying every signature again (the file on disk
- * is not trusted more than upstream). Undefined when there is none.
+ * Reads a saved set back, verifying the index's signature again (the file on
+ * disk is not trusted more than upstream; the products documents are verified
+ * when the publication is built). Undefined when there is none.
  */
-export async function loadUpstreamMetadata(file: string, options: { source: UpstreamSource; keys: openpgp.PublicKey[] }): Promise<UpstreamMetadata | undefined> {
+export async function loadUpstreamMetadata(file: string, options: { source: UpstreamSource; verifyIndex: IndexVerifier }): Promise<UpstreamMetadata | undefined> {
   let saved: SavedMetadata
   try {
     saved = JSON.parse(await readFile(file, 'utf8')) as SavedMetadata
@@ -142,6 +126,6 @@ export async function loadUpstreamMetadata(file: string, options: { source: Upst
     if (document === undefined) throw new UpstreamMetadataError(`${file}: no saved copy of ${path}`)
     return document
   }
-  const { metadata } = await assemble(read, options.source, options.keys, undefined)
+  const { metadata } = await assemble(read, options.source, options.verifyIndex, undefined)
   return { ...metadata, checkedAt: saved.checkedAt }
 }
