@@ -16,14 +16,15 @@ import { spawn } from 'node:child_process'
 import { join, relative } from 'node:path'
 import { runCli } from '../../src/cli/run-cli.js'
 import type { ExportSummary } from '../../src/export/export-tree.js'
+import { formatBytes } from '../../src/prefetch/progress-display.js'
 import { silentLogger } from '../../src/log/logger.js'
 import { startProxy, type RunningProxy } from '../../src/runtime.js'
 import { parseIndex, parseProducts } from '../../src/streams/documents.js'
 import { loadSigningKey } from '../../src/streams/signing-key.js'
 import { gpgvFile } from '../support/gpgv.js'
 import { rawRequest, sha256 } from '../support/http.js'
-import { DEFAULT_SELECTIONS, MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
-import { buildUpstreamTree } from '../support/upstream-tree.js'
+import { DEFAULT_SELECTIONS, MIRROR_PATH, selectedFiles, startHarness, type Harness } from '../support/proxy-harness.js'
+import { buildUpstreamTree, type TreeItem } from '../support/upstream-tree.js'
 
 let h: Harness
 let configPath: string
@@ -72,8 +73,8 @@ async function listTree(dir: string): Promise<string[]> {
     .sort()
 }
 
-/** Checks what a client of the static tree checks (signatures with gpgv, each index entry, each item's size and sha256); resolves to the distinct item paths. */
-async function assertTreeVerifies(dir: string): Promise<number> {
+/** Checks what a client of the static tree checks (signatures with gpgv, each index entry, each item's size and sha256); resolves to the distinct item paths, sorted. */
+async function assertTreeVerifies(dir: string): Promise<string[]> {
   const keyring = join(dir, 'keyring.gpg')
   const index = await gpgvFile(keyring, join(dir, 'streams/v1/index.sjson'))
   assert.ok(index.ok, index.stderr)
@@ -95,8 +96,21 @@ async function assertTreeVerifies(dir: string): Promise<number> {
       }
     }
   }
-  return items.size
+  return [...items].sort()
 }
+
+/** The selection of the test upstream whose newest version is `version` (see selectedFiles). */
+const selectionOf = (version: string) => selectedFiles(h.upstream.tree.items, version)
+const pathsOf = (files: readonly TreeItem[]) => files.map((file) => file.path)
+
+/** How the command prints a number of files, as a regular expression source: `10 files \(96\.5 KiB\)`. */
+function filesText(files: readonly TreeItem[]): string {
+  const text = `${files.length} files (${formatBytes(files.reduce((sum, file) => sum + file.size, 0))})`
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** The keyring, and the signed and plain index and products documents of each content id the selection draws from. */
+const metadataFileCount = (files: readonly TreeItem[]) => 1 + 2 * (1 + new Set(files.map((file) => file.contentId)).size)
 
 /** A plain static file server: what nginx or any web server does with the folder. */
 async function serveStatic(root: string): Promise<{ url: string; server: Server }> {
@@ -125,27 +139,38 @@ const itemRequests = () =>
 
 test('--dry-run fetches nothing and writes nothing, and says what would be done', async () => {
   const dir = join(work, 'dry')
+  const selected = selectionOf('20250201')
   h.upstream.resetCounters()
   const result = await cli(['export', dir, '--dry-run'])
   assert.equal(result.code, 0, result.stderr)
-  assert.match(result.stdout, /^would fetch into the store first: 8 files \(92\.5 KiB\)$/m)
+  assert.match(result.stdout, new RegExp(`^would fetch into the store first: ${filesText(selected)}$`, 'm'))
   assert.match(result.stdout, /^would write streams\/v1\/index\.sjson$/m)
-  assert.match(result.stdout, /would place 8 files \(92\.5 KiB\), re-use 0 files \(0 B\), write 7 metadata files, remove 0 files \(0 B\)$/m)
+  assert.match(
+    result.stdout,
+    new RegExp(`would place ${filesText(selected)}, re-use 0 files \\(0 B\\), write ${metadataFileCount(selected)} metadata files, remove 0 files \\(0 B\\)$`, 'm'),
+  )
   assert.equal(itemRequests(), 0)
   await assert.rejects(stat(dir), { code: 'ENOENT' })
 })
 
 test('exports a tree that gpgv verifies with DIR/keyring.gpg and a second proxy uses through a static web server', async () => {
   const dir = join(work, 'tree')
+  const selected = selectionOf('20250201')
   const result = await cli(['export', dir])
   assert.equal(result.code, 0, result.stderr)
-  assert.match(result.stdout, /^stable to .*: 8 files \(92\.5 KiB\); linked 8 files \(92\.5 KiB\), copied 0 files \(0 B\), re-used 0 files \(0 B\); wrote 7 metadata files; removed 0 files \(0 B\); [\d.]+ s$/m)
-  assert.match(result.stderr, /^stable fetch: 100% 8\/8 files/m, 'the fill shows progress as prefetch does')
-  assert.match(result.stderr, /^stable export: 100% 8\/8 files/m)
-  assert.equal(await assertTreeVerifies(dir), 8)
+  const files = filesText(selected)
+  const metadataFiles = metadataFileCount(selected)
+  assert.match(
+    result.stdout,
+    new RegExp(`^stable to .*: ${files}; linked ${files}, copied 0 files \\(0 B\\), re-used 0 files \\(0 B\\); wrote ${metadataFiles} metadata files; removed 0 files \\(0 B\\); [\\d.]+ s$`, 'm'),
+  )
+  const count = selected.length
+  assert.match(result.stderr, new RegExp(`^stable fetch: 100% ${count}/${count} files`, 'm'), 'the fill shows progress as prefetch does')
+  assert.match(result.stderr, new RegExp(`^stable export: 100% ${count}/${count} files`, 'm'))
+  assert.deepEqual(await assertTreeVerifies(dir), pathsOf(selected))
   assert.deepEqual(await readFile(join(dir, 'keyring.gpg')), Buffer.from((await loadSigningKey(h.config.signingKey)).publicBinary))
   const manifest = JSON.parse(await readFile(join(dir, '.sstream-proxy-export.json'), 'utf8')) as { files: Record<string, unknown> }
-  assert.equal(Object.keys(manifest.files).length, 8 + 7, 'the items, the keyring and six metadata documents')
+  assert.equal(Object.keys(manifest.files).length, count + metadataFiles, 'the items, the keyring and the metadata documents')
   assert.deepEqual(await readdir(dir).then((names) => names.filter((name) => name.startsWith('.'))), ['.sstream-proxy-export.json'], 'no temp folder or lock left')
 
   const { url, server } = await serveStatic(dir)
@@ -157,7 +182,7 @@ test('exports a tree that gpgv verifies with DIR/keyring.gpg and a second proxy 
     assert.equal(mirror.metadataStatus().metadataError, null)
     const served = await second.core.prefetcher.run('stable', { gc: false })
     assert.equal(served.result, 'ok', served.counts.errors.join('; '))
-    assert.equal(served.counts.filesDone, 8)
+    assert.equal(served.counts.filesDone, count)
     const kernel = h.upstream.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
     assert.ok(kernel)
     const response = await rawRequest(second.url, MIRROR_PATH + kernel.path)
@@ -171,8 +196,9 @@ test('exports a tree that gpgv verifies with DIR/keyring.gpg and a second proxy 
 
 test('a second export copies only the new files, removes the old ones it wrote, and keeps files it did not write', async () => {
   const dir = join(work, 'tree')
+  const old = pathsOf(selectionOf('20250201'))
   const unchanged = await exportJson([dir])
-  assert.deepEqual([unchanged.linked.files, unchanged.copied.files, unchanged.reused.files, unchanged.removed.files], [0, 0, 8, 0])
+  assert.deepEqual([unchanged.linked.files, unchanged.copied.files, unchanged.reused.files, unchanged.removed.files], [0, 0, old.length, 0])
 
   const before = JSON.parse(await readFile(join(dir, '.sstream-proxy-export.json'), 'utf8')) as { files: Record<string, { sha256: string }> }
   await writeFile(join(dir, 'README.txt'), 'the site operator wrote this\n')
@@ -188,32 +214,34 @@ test('a second export copies only the new files, removes the old ones it wrote, 
   const after = JSON.parse(await readFile(join(dir, '.sstream-proxy-export.json'), 'utf8')) as { files: Record<string, { sha256: string }> }
   const added = Object.keys(after.files).filter((path) => !path.startsWith('streams/') && path !== 'keyring.gpg' && before.files[path] === undefined)
   const gone = Object.keys(before.files).filter((path) => after.files[path] === undefined)
-  assert.equal(added.length, 8, 'every item of the new versions')
+  const current = pathsOf(selectionOf('20250301'))
+  assert.deepEqual(added.sort(), current, 'every item of the new versions')
   assert.equal(second.linked.files + second.copied.files, added.length, 'only the new files are placed')
   assert.equal(second.reused.files, 0)
   assert.deepEqual(second.removed.paths.sort(), gone.sort())
-  assert.equal(gone.length, 8)
+  assert.deepEqual(gone, old, 'every item of the old versions')
   for (const path of gone) await assert.rejects(stat(join(dir, path)), { code: 'ENOENT' }, path)
   assert.equal(await readFile(join(dir, 'README.txt'), 'utf8'), 'the site operator wrote this\n')
   assert.equal(await readFile(join(dir, 'noble/amd64/20250201/NOTES'), 'utf8'), 'and this\n')
-  assert.equal(await assertTreeVerifies(dir), 8)
+  assert.deepEqual(await assertTreeVerifies(dir), current)
 })
 
 test('--copy copies and verifies; a tampered file is found by --verify and written again', async () => {
   const dir = join(work, 'copied')
+  const selected = pathsOf(selectionOf('20250301'))
   const summary = await exportJson([dir, '--copy'])
-  assert.deepEqual([summary.linked.files, summary.copied.files], [0, 8])
+  assert.deepEqual([summary.linked.files, summary.copied.files], [0, selected.length])
   const [first] = Object.keys((JSON.parse(await readFile(join(dir, '.sstream-proxy-export.json'), 'utf8')) as { files: object }).files).filter((path) => !path.startsWith('streams/') && path !== 'keyring.gpg')
   assert.ok(first)
   assert.equal((await stat(join(dir, first))).nlink, 1, 'a copy, not a link to the store')
 
   await overwrite(join(dir, first), 'tampered')
   const cheap = await exportJson([dir, '--copy'])
-  assert.equal(cheap.reused.files, 8, 'without --verify the same size and record count as a match (documented)')
+  assert.equal(cheap.reused.files, selected.length, 'without --verify the same size and record count as a match (documented)')
   const verified = await cli(['export', dir, '--copy', '--verify'])
   assert.equal(verified.code, 0, verified.stderr)
   assert.match(verified.stdout, new RegExp(`^replaced ${first}: it no longer matched the export record$`, 'm'))
-  assert.equal(await assertTreeVerifies(dir), 8)
+  assert.deepEqual(await assertTreeVerifies(dir), selected)
 })
 
 test('a proxy using a served export refuses a tampered file and a tampered products document, naming each', async () => {
@@ -251,7 +279,7 @@ test('a proxy using a served export refuses a tampered file and a tampered produ
   }
   // The next export puts both right: the document by content, the item once asked to verify.
   assert.equal((await cli(['export', dir, '--copy', '--verify'])).code, 0)
-  assert.equal(await assertTreeVerifies(dir), 8)
+  assert.deepEqual(await assertTreeVerifies(dir), pathsOf(selectionOf('20250301')))
 })
 
 async function overwrite(path: string, text: string): Promise<void> {
@@ -355,7 +383,10 @@ test('with publish: "cached" the export holds what the proxy publishes: a versio
     const result = await cli(['export', dir])
     assert.equal(result.code, 1, result.stderr)
     assert.match(result.stderr, new RegExp(`fetch failed: ${broken}: .*HTTP 404`))
-    assert.equal(await assertTreeVerifies(dir), 8)
+    // Versions are published one by one: the images stay at the older complete version, the bootloaders move on.
+    const isImage = (file: TreeItem) => file.contentId.endsWith(':v3:download')
+    const published = [...selectionOf('20250401').filter(isImage), ...selectionOf('20250501').filter((file) => !isImage(file))]
+    assert.deepEqual(await assertTreeVerifies(dir), pathsOf(published).sort())
     const written = await listTree(dir)
     assert.ok(written.includes('noble/amd64/20250401/squashfs'), 'the older complete version')
     assert.ok(!written.some((path) => path.startsWith('noble/amd64/20250501/')), 'nothing of the incomplete one')

@@ -7,15 +7,9 @@ import { join } from 'node:path'
 import { openDatabase } from '../../src/store/database.js'
 import { createLeases } from '../../src/store/lease.js'
 import { buildUpstreamTree, type TreeItem } from '../support/upstream-tree.js'
-import { startHarness, type Harness } from '../support/proxy-harness.js'
+import { selectedFiles, startHarness, type Harness } from '../support/proxy-harness.js'
 
-/** The default selection: noble amd64 images and the bootloaders, newest version of each. */
-function selectedPaths(items: readonly TreeItem[], version: string): string[] {
-  const chosen = items.filter(
-    (item) => (item.product.includes(':24.04:amd64:') && item.version === version) || (item.product.includes(':1:') && item.version === `${version}.0`),
-  )
-  return [...new Set(chosen.map((item) => item.path))].sort()
-}
+const selectedPaths = (items: readonly TreeItem[], version: string) => selectedFiles(items, version).map((file) => file.path)
 
 const itemRequests = (h: Harness) =>
   [...h.tree.files.keys()].filter((path) => !path.startsWith('streams/')).reduce((sum, path) => sum + h.upstream.requestCount(path), 0)

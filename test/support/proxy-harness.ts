@@ -11,7 +11,7 @@ import type { Config, MirrorConfig, SelectionConfig } from '../../src/config/typ
 import { parseFilter } from '../../src/streams/filter.js'
 import { silentLogger, type Logger } from '../../src/log/logger.js'
 import { startProxy, type RunningProxy } from '../../src/runtime.js'
-import { buildUpstreamTree, type TreeOptions, type UpstreamTree } from './upstream-tree.js'
+import { buildUpstreamTree, type TreeItem, type TreeOptions, type UpstreamTree } from './upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from './upstream-server.js'
 
 export const MIRROR_PATH = '/maas/images/ephemeral-v3/stable/'
@@ -25,6 +25,25 @@ export const DEFAULT_SELECTIONS = [
   { filters: ['arch=amd64', 'release~(noble)'], max: 1 },
   { filters: ['os~(grub*|pxelinux)'], max: 1 },
 ]
+
+/**
+ * What DEFAULT_SELECTIONS picks from a tree whose newest version is `version`:
+ * the noble amd64 images of `version` and every bootloader of `<version>.0`,
+ * one entry per distinct path, sorted by path. Written from the tree's
+ * shapes, not with the proxy's selection code, so tests can check it.
+ */
+export function selectedFiles(items: readonly TreeItem[], version: string): TreeItem[] {
+  const byPath = new Map<string, TreeItem>()
+  for (const item of items) {
+    const image = item.product.includes(':24.04:amd64:') && item.version === version
+    const bootloader = item.contentId.endsWith(':bootloader-download') && item.version === `${version}.0`
+    if ((image || bootloader) && !byPath.has(item.path)) byPath.set(item.path, item)
+  }
+  // An empty pick would make every comparison with it vacuous.
+  const kinds = new Set([...byPath.values()].map((item) => item.contentId))
+  if (kinds.size !== 2) throw new Error(`selectedFiles: the tree lacks the noble amd64 images or the bootloaders of version ${version}`)
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+}
 
 export interface HarnessOptions {
   tree?: TreeOptions
