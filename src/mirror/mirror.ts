@@ -127,23 +127,25 @@ export function createMirror(options: MirrorOptions): Mirror {
   /** The MAAS problems of the last publication built, so each is logged once, when it appears. */
   let knownProblems = new Set<string>()
   /** A document for the worker: fresh UTF-8 bytes it takes over, while the text stays here to be saved. */
-  const jobDocument = (document: UpstreamDocument, transfer: ArrayBuffer[]): JobDocument => {
-    const signed = new TextEncoder().encode(document.signed).buffer as ArrayBuffer
+  const jobDocument = async (document: UpstreamDocument, transfer: ArrayBuffer[]): Promise<JobDocument> => {
+    const signed = await utf8InSlices(document.signed)
     transfer.push(signed)
     return { path: document.path, location: source.describe(document.path), signed }
   }
-  const verifyIndex: IndexVerifier = (document) => {
+  const verifyIndex: IndexVerifier = async (document) => {
     const transfer: ArrayBuffer[] = []
-    return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: jobDocument(document, transfer) }, transfer)
+    return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: await jobDocument(document, transfer) }, transfer)
   }
   const build = async (metadata: UpstreamMetadata) => {
     const transfer: ArrayBuffer[] = []
+    const products: Array<JobDocument & { contentId: string }> = []
+    for (const [contentId, document] of metadata.products) products.push({ ...(await jobDocument(document, transfer)), contentId })
     const tables = await options.worker.run(
       {
         kind: 'publish',
         keyring: keyring as JobKeyring,
-        index: jobDocument(metadata.index, transfer),
-        products: [...metadata.products].map(([contentId, document]) => ({ ...jobDocument(document, transfer), contentId })),
+        index: await jobDocument(metadata.index, transfer),
+        products,
         mirror: {
           metadata: config.metadata,
           publish: config.publish,
@@ -347,13 +349,34 @@ export function createMirror(options: MirrorOptions): Mirror {
 // source are here): in slices, so that a publication of 100,000 files does not
 // hold the event loop for the whole pass.
 const SLICE_MS = 5
+// Encoding a large document for the worker, likewise: 1 MiB of text is a millisecond or two.
+const SLICE_CHARS = 1 << 20
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+
+/** The UTF-8 bytes of `text`, encoded a slice at a time between turns of the event loop. */
+async function utf8InSlices(text: string): Promise<ArrayBuffer> {
+  const bytes = new Uint8Array(Buffer.byteLength(text))
+  const encoder = new TextEncoder()
+  let written = 0
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + SLICE_CHARS, text.length)
+    // Never between the halves of a surrogate pair.
+    const last = text.charCodeAt(end - 1)
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--
+    written += encoder.encodeInto(text.slice(start, end), bytes.subarray(written)).written
+    start = end
+    if (start < text.length) await nextTurn()
+  }
+  return bytes.buffer
+}
 
 async function eachFile(publication: Publication, check: (file: ServableFile) => void): Promise<void> {
   let sliceStart = performance.now()
   for (const file of publication.files.values()) {
     check(file)
     if (performance.now() - sliceStart < SLICE_MS) continue
-    await new Promise((resolve) => setImmediate(resolve))
+    await nextTurn()
     sliceStart = performance.now()
   }
 }

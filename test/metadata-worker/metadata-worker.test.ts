@@ -1,6 +1,7 @@
 /**
  * The metadata worker dying mid-job (here of its heap limit, as a hostile
- * document would make it): the job fails, which a mirror records as its
+ * document would make it: 12 MB of short lines inside a real index, so that
+ * it passes the cheap signature checks and reaches openpgp's parser): the job fails, which a mirror records as its
  * metadata error, the process stays up, and the next job runs on a new worker.
  */
 
@@ -17,7 +18,9 @@ test('a worker that dies mid-job fails only that job; the next one runs on a new
   const worker = createMetadataWorker({ signingKeyArmored: h.proxy.core.signingKey.privateKey.armor(), log: silentLogger, maxHeapMb: 32 })
   try {
     const keyring = { bytes: await readFile(h.keyringPath), source: h.keyringPath }
-    const hostile = Buffer.concat([Buffer.from('-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n'), Buffer.alloc(12 * 1024 * 1024, 'a\n')])
+    const real = (h.tree.files.get('streams/v1/index.sjson') as Buffer).toString()
+    const bodyAt = real.indexOf('\n\n') + 2
+    const hostile = Buffer.from(`${real.slice(0, bodyAt)}${'a\n'.repeat(6 * 1024 * 1024)}${real.slice(bodyAt)}`)
     const signed = new Uint8Array(hostile).slice().buffer
     await assert.rejects(worker.run({ kind: 'verify-index', keyring, index: { path: 'streams/v1/index.sjson', location: 'test', signed } }, [signed]), /metadata worker died/)
     assert.equal(worker.restarts, 1)
