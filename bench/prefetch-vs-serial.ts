@@ -49,7 +49,8 @@ async function pass(concurrency: number): Promise<{ seconds: number; files: numb
       {
         name: 'stable',
         path: '/stable/',
-        upstream: upstream.url,
+        upstreams: [upstream.url],
+        upstreamCooldown: 300,
         keyring,
         keyringIsDefault: false,
         metadata: 'filtered',

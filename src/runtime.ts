@@ -24,7 +24,8 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
-import { createHttpSource } from './upstream/http-source.js'
+import { createSource } from './upstream/create-source.js'
+import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
 export interface ProxyCore {
@@ -102,11 +103,23 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
   const metadataWorker = createMetadataWorker({ signingKeyArmored: signingKey.privateKey.armor(), log })
+  // Read at start like the client's own cap (restart-only): directory sources enforce the same one.
+  const { metadataMaxBytes } = config.limits
   const buildMirrors = async (settings: Config): Promise<Mirror[]> => {
     const built = settings.mirrors.map((mirror) =>
       createMirror({
         config: mirror,
-        upstream: createHttpSource({ root: mirror.upstream, client }),
+        upstream: createFailoverSource({
+          members: mirror.upstreams.map((url) => createSource(url, { client, metadataMaxBytes })),
+          // With one upstream there is no other to turn to: it is never cooled down (its last
+          // error still shows on /status), and its failures are logged where they happen.
+          cooldownMs: mirror.upstreams.length < 2 ? 0 : mirror.upstreamCooldown * 1000,
+          onCooldown:
+            mirror.upstreams.length < 2
+              ? undefined
+              : (upstream, error, until) =>
+                  log.warn('upstream cooling down, using the next', { mirror: mirror.name, upstream, until: new Date(until).toISOString(), error: error.message }),
+        }),
         worker: metadataWorker,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,

@@ -24,8 +24,9 @@ export const DEFAULTS = {
   prefetch: { onStart: true, interval: '1h', concurrency: 4 },
   // Real streams are a few MB; far above that, but bounded.
   limits: { pipelinedRequests: 32, metadataMaxBytes: '64MiB', metadataTimeout: '2m' },
+  // A failed upstream is skipped for a few refresh retries (each 60 s), then asked again.
   // Inside MAAS's 10 s wait for a first byte, with time to spare for the reset to reach it.
-  mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s' },
+  mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s', upstreamCooldown: '5m' },
 } as const
 
 /** `DEFAULTS.limits` as a validated `Config` holds it, for configurations built in code. */

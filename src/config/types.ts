@@ -20,8 +20,14 @@ export interface MirrorConfig {
   name: string
   /** URL path prefix, starting and ending with `/`. */
   path: string
-  /** Upstream base URL, always ending with `/`. */
-  upstream: string
+  /**
+   * The upstreams, each ending with `/`, tried in this order (the file's
+   * `upstream`, one URL or a list); never empty. http(s) URLs, or `file:` for
+   * a directory (an absolute path is turned into one).
+   */
+  upstreams: string[]
+  /** Seconds an upstream that failed is skipped while another is tried. */
+  upstreamCooldown: number
   /** Absolute path of the OpenPGP keyring that verifies upstream `.sjson`. */
   keyring: string
   /** True when the keyring is the built-in default and may be missing (a warning, not an error). */

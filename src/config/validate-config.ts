@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
 import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
@@ -56,7 +57,8 @@ interface ConfigFile {
 interface MirrorFile {
   name: string
   path: string
-  upstream: string
+  upstream: string | string[]
+  upstreamCooldown?: string | number
   keyring?: string
   metadata?: MetadataMode
   publish?: PublishMode
@@ -158,7 +160,8 @@ function convertMirror(mirror: MirrorFile, key: string, baseDir: string, fail: F
   return {
     name: mirror.name,
     path: mirror.path,
-    upstream: checkUpstream(mirror.upstream, `${key}.upstream`, fail),
+    upstreams: checkUpstreams(mirror.upstream, `${key}.upstream`, fail),
+    upstreamCooldown: checkDuration(mirror.upstreamCooldown ?? DEFAULTS.mirror.upstreamCooldown, `${key}.upstreamCooldown`, fail),
     keyring,
     // The stock keyring may be missing even when named explicitly (config.example.json
     // names it): the server then says how to install it instead of refusing to start.
@@ -245,22 +248,50 @@ function checkMirrorPath(value: unknown, key: string, fail: Fail): void {
   if (reserved !== undefined) fail(key, `${quoted} collides with the proxy's own route ${reserved}`)
 }
 
-/** Returns the upstream URL ending with `/`. */
+/**
+ * Returns the upstream URL ending with `/`: an http(s) URL, or a `file:` URL
+ * for a directory, which an absolute path becomes. The directory need not
+ * exist yet: a disk not mounted at start is a metadata error on /status
+ * (retried on every refresh), not a configuration that refuses to start.
+ */
 function checkUpstream(value: unknown, key: string, fail: Fail): string {
   const text = String(value)
   // The URL may carry a password: messages show it redacted.
   const shown = describeValue(redactUrl(text))
+  if (text.includes('?') || text.includes('#')) fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
   let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    fail(key, `${shown} is not a URL`)
+  if (text.startsWith('/')) {
+    url = pathToFileURL(text)
+  } else {
+    try {
+      url = new URL(text)
+    } catch {
+      fail(key, `${shown} is not a URL or an absolute path`)
+    }
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(key, `${shown} must be an http or https URL`)
-  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) {
-    fail(key, `${shown} must not have a query or fragment (file paths are appended to it)`)
+  if (url.protocol === 'file:') {
+    if (url.host !== '') fail(key, `${shown} names a host; a directory upstream is file:///absolute/path/ or /absolute/path/`)
+  } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    fail(key, `${shown} must be an http or https URL, a file:// URL or an absolute path`)
   }
   return url.href.endsWith('/') ? url.href : `${url.href}/`
+}
+
+/** A mirror's `upstream`, one URL or a non-empty list of distinct ones, as a list of URLs ending with `/`. */
+function checkUpstreams(value: unknown, key: string, fail: Fail): string[] {
+  if (!Array.isArray(value)) {
+    if (typeof value !== 'string') fail(key, `expected a URL or a list of URLs, got ${describeValue(value)}`)
+    return [checkUpstream(value, key, fail)]
+  }
+  if (value.length === 0) fail(key, 'empty (at least one upstream URL is required)')
+  const urls: string[] = []
+  value.forEach((entry: unknown, index) => {
+    const url = checkUpstream(entry, `${key}[${index}]`, fail)
+    const earlier = urls.indexOf(url)
+    if (earlier !== -1) fail(`${key}[${index}]`, `${describeValue(redactUrl(url))} is already ${key}[${earlier}]`)
+    urls.push(url)
+  })
+  return urls
 }
 
 /** Names and paths identify mirrors in URLs, status and storage, so no two may clash. */
@@ -292,7 +323,8 @@ const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string,
   [SCHEMA.$defs?.addressRule, checkAddressRule],
   [SCHEMA.$defs?.mirror?.properties?.name, checkMirrorName],
   [SCHEMA.$defs?.mirror?.properties?.path, checkMirrorPath],
-  [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstream],
+  [SCHEMA.$defs?.mirror?.properties?.upstream, checkUpstreams],
+  [SCHEMA.$defs?.upstreamUrl, checkUpstream],
   [SCHEMA.$defs?.selection?.properties?.filters?.items, checkFilter],
 ])
 

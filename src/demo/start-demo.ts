@@ -64,7 +64,8 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
       {
         name: 'stable',
         path: stock.path,
-        upstream: upstream.url,
+        upstreams: [upstream.url],
+        upstreamCooldown: 300,
         keyring: upstreamKeyring,
         keyringIsDefault: false,
         metadata: 'filtered',

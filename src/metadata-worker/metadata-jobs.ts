@@ -35,6 +35,7 @@ export interface JobKeyring {
 
 export type MetadataJob =
   | { kind: 'verify-index'; keyring: JobKeyring; index: JobDocument }
+  | { kind: 'verify-products'; keyring: JobKeyring; products: JobDocument & { contentId: string } }
   | {
       kind: 'publish'
       keyring: JobKeyring
@@ -47,7 +48,7 @@ export type MetadataJob =
       stored: string[]
     }
 
-export type JobResult<J extends MetadataJob> = J extends { kind: 'verify-index' } ? IndexEntries : PublicationTables
+export type JobResult<J extends MetadataJob> = J extends { kind: 'verify-index' } ? IndexEntries : J extends { kind: 'verify-products' } ? null : PublicationTables
 
 /** What a job's failure carries back; `metadata` when the documents are at fault (a retry cannot help until upstream changes). */
 export interface JobFailure {
@@ -60,7 +61,7 @@ export class MetadataJobError extends Error {
 }
 
 export interface JobRunner {
-  run(job: MetadataJob): Promise<{ result: IndexEntries | PublicationTables; transfer: ArrayBuffer[] }>
+  run(job: MetadataJob): Promise<{ result: IndexEntries | PublicationTables | null; transfer: ArrayBuffer[] }>
 }
 
 interface Remembered<T> {
@@ -101,8 +102,20 @@ export function createJobRunner(options: { readSigningKey: () => Promise<openpgp
     }
   }
 
+  async function verifyProducts(document: JobDocument & { contentId: string }, keyring: JobKeyring): Promise<ParsedDocument<ProductsDocument>> {
+    const parsed = await verify(document, keyring, parseProducts)
+    if (parsed.parsed.content_id !== document.contentId) {
+      throw new MetadataJobError(`${document.location}: content_id "${parsed.parsed.content_id}" differs from its index entry "${document.contentId}"`)
+    }
+    return parsed
+  }
+
   return {
     async run(job) {
+      if (job.kind === 'verify-products') {
+        await verifyProducts(job.products, job.keyring)
+        return { result: null, transfer: [] }
+      }
       if (job.kind === 'verify-index') {
         const index = await verify(job.index, job.keyring, parseIndex)
         const entries: IndexEntries = {}
@@ -111,13 +124,7 @@ export function createJobRunner(options: { readSigningKey: () => Promise<openpgp
       }
       const index = await verify(job.index, job.keyring, parseIndex)
       const products = new Map<string, ParsedDocument<ProductsDocument>>()
-      for (const document of job.products) {
-        const parsed = await verify(document, job.keyring, parseProducts)
-        if (parsed.parsed.content_id !== document.contentId) {
-          throw new MetadataJobError(`${document.location}: content_id "${parsed.parsed.content_id}" differs from its index entry "${document.contentId}"`)
-        }
-        products.set(document.contentId, parsed)
-      }
+      for (const document of job.products) products.set(document.contentId, await verifyProducts(document, job.keyring))
       const stored = new Set(job.stored)
       const { tables, transfer } = await buildPublication({
         index,

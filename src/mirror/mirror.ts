@@ -28,7 +28,7 @@ import {
   loadUpstreamMetadata,
   saveUpstreamMetadata,
   UpstreamMetadataError,
-  type IndexVerifier,
+  type MetadataVerifier,
   type UpstreamDocument,
   type UpstreamMetadata,
 } from './upstream-metadata.js'
@@ -130,11 +130,17 @@ export function createMirror(options: MirrorOptions): Mirror {
   const jobDocument = async (document: UpstreamDocument, transfer: ArrayBuffer[]): Promise<JobDocument> => {
     const signed = await utf8InSlices(document.signed)
     transfer.push(signed)
-    return { path: document.path, location: source.describe(document.path), signed }
+    return { path: document.path, location: document.location, signed }
   }
-  const verifyIndex: IndexVerifier = async (document) => {
-    const transfer: ArrayBuffer[] = []
-    return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: await jobDocument(document, transfer) }, transfer)
+  const verify: MetadataVerifier = {
+    async index(document) {
+      const transfer: ArrayBuffer[] = []
+      return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: await jobDocument(document, transfer) }, transfer)
+    },
+    async products(document, contentId) {
+      const transfer: ArrayBuffer[] = []
+      await options.worker.run({ kind: 'verify-products', keyring: keyring as JobKeyring, products: { ...(await jobDocument(document, transfer)), contentId } }, transfer)
+    },
   }
   const build = async (metadata: UpstreamMetadata) => {
     const transfer: ArrayBuffer[] = []
@@ -204,7 +210,7 @@ export function createMirror(options: MirrorOptions): Mirror {
         // A keyring installed after start (the hint on /status says how) is picked up here.
         if (keyring === undefined) await loadKeys()
         if (keyring === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
-        const { metadata, changed } = await fetchUpstreamMetadata({ source, verifyIndex, previous: upstream })
+        const { metadata, changed } = await fetchUpstreamMetadata({ source, verify, previous: upstream })
         status.upstreamReachable = true
         // Unchanged upstream keeps the publication only if it was built from
         // these very documents: a republish racing a refresh can leave one
@@ -266,7 +272,7 @@ export function createMirror(options: MirrorOptions): Mirror {
   async function loadSaved(): Promise<void> {
     if (keyring === undefined) return
     try {
-      const saved = await loadUpstreamMetadata(savedFile, { source, verifyIndex })
+      const saved = await loadUpstreamMetadata(savedFile, { source, verify })
       if (saved === undefined) return
       upstream = saved
       const publication = await accept(saved)

@@ -83,6 +83,7 @@ export interface PublicationTables {
 /** The servable files by item path. */
 export interface FileTable {
   readonly size: number
+  has(path: string): boolean
   get(path: string): ServableFile | undefined
   keys(): IterableIterator<string>
   values(): IterableIterator<ServableFile>
@@ -161,6 +162,10 @@ export function openPublication(tables: PublicationTables, source: UpstreamMetad
 function fileTable({ paths, sha256s, sizes, refs }: PublicationTables['files']): FileTable & { at(index: number): ServableFile; flagged(flags: Uint8Array): ServableFile[] } {
   // Built on the first lookup: a publication replaced before any request never pays for it.
   let byPath: Map<string, number> | undefined
+  const indexOf = (path: string) => {
+    byPath ??= new Map(paths.map((name, index) => [name, index]))
+    return byPath.get(path)
+  }
   let refLists: Array<Array<[string, string, string, string]>> | undefined
   const refsAt = (index: number): FileRef[] => {
     refLists ??= JSON.parse(new TextDecoder().decode(refs)) as Array<Array<[string, string, string, string]>>
@@ -180,9 +185,9 @@ function fileTable({ paths, sha256s, sizes, refs }: PublicationTables['files']):
   return {
     size: paths.length,
     at,
+    has: (path) => indexOf(path) !== undefined,
     get(path) {
-      byPath ??= new Map(paths.map((name, index) => [name, index]))
-      const index = byPath.get(path)
+      const index = indexOf(path)
       return index === undefined ? undefined : at(index)
     },
     keys: () => paths.values(),

@@ -14,8 +14,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { Logger } from '../log/logger.js'
-import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.js'
-import { renderMetrics } from '../metrics/proxy-metrics.js'
+import { createProxyMetrics } from '../metrics/proxy-metrics.js'
 import type { Mirror } from '../mirror/mirror.js'
 import type { ServedDocument } from '../mirror/publication.js'
 import type { SigningKey } from '../streams/signing-key.js'
@@ -64,6 +63,7 @@ type Env = { Bindings: Partial<HttpBindings>; Variables: { route: string; cache:
 export function createApp(deps: AppDeps): Hono<Env> {
   const { store, traffic, log } = deps
   const app = new Hono<Env>()
+  const metrics = createProxyMetrics(deps)
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -116,9 +116,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (prefersHtml(c.req.header('accept'))) return c.html(statusPage({ ...deps }))
     return c.json(buildStatusReport({ ...deps }))
   })
-  app.on(['GET', 'HEAD'], '/metrics', (c) => {
+  app.on(['GET', 'HEAD'], '/metrics', async (c) => {
     c.set('route', 'metrics')
-    return c.body(renderMetrics({ ...deps }), 200, { 'content-type': EXPOSITION_CONTENT_TYPE })
+    return c.body(await metrics.render(), 200, { 'content-type': metrics.contentType })
   })
   app.on(['GET', 'HEAD'], '/keyring.gpg', (c) => {
     c.set('route', 'keyring')

@@ -136,7 +136,7 @@ function renderMirror(mirror: MirrorReport, rows: VersionRow[], now: number): st
   const { selection } = mirror
   return `<section class="card mirror" data-mirror="${esc(mirror.name)}">
   <h2>${esc(mirror.name)} <span class="badge ${health[0]}">${esc(health[1] as string)}</span></h2>
-  <p class="paths"><code>${esc(mirror.path)}</code> ← <a href="${esc(mirror.upstream)}">${esc(mirror.upstream)}</a></p>
+  ${renderUpstreams(mirror, now)}
   <p>Metadata checked ${mirror.metadataUpdated === null ? 'never' : `<time datetime="${esc(mirror.metadataUpdated)}">${esc(ago(mirror.metadataUpdated, now))}</time>`}.</p>
   ${mirror.metadataError === null ? '' : `<p class="error"><strong>Last error:</strong> ${esc(mirror.metadataError)}</p>`}
   ${mirror.metadataWarnings.map((warning) => `<p class="error"><strong>Refused item:</strong> ${esc(warning)}</p>`).join('\n  ')}
@@ -150,6 +150,25 @@ function renderMirror(mirror: MirrorReport, rows: VersionRow[], now: number): st
   ${renderPrefetch(mirror.prefetch, now)}
   ${renderVersions(rows)}
 </section>`
+}
+
+/** The mirror's path and its upstream; with several (failover), each in the order tried with its state and last error. */
+function renderUpstreams(mirror: MirrorReport, now: number): string {
+  const link = (url: string) => `<a href="${esc(url)}">${esc(url)}</a>`
+  if (mirror.upstreams.length < 2) return `<p class="paths"><code>${esc(mirror.path)}</code> ← ${link(mirror.upstream)}</p>`
+  const rows = mirror.upstreams.map((upstream) => {
+    const state =
+      upstream.coolingUntil === null
+        ? '<span class="badge ok">ok</span>'
+        : `<span class="badge bad">cooling down until <time datetime="${esc(upstream.coolingUntil)}">${esc(upstream.coolingUntil)}</time></span>`
+    const lastError =
+      upstream.lastError === null || upstream.lastErrorAt === null
+        ? ''
+        : `<br><span class="small">last error ${esc(ago(upstream.lastErrorAt, now))}: ${esc(upstream.lastError)}</span>`
+    return `<li data-state="${esc(upstream.state)}">${link(upstream.url)} ${state}${lastError}</li>`
+  })
+  return `<p class="paths"><code>${esc(mirror.path)}</code> ← ${mirror.upstreams.length} upstreams, tried in order:</p>
+  <ol class="upstreams">${rows.join('')}</ol>`
 }
 
 /** Warnings: what MAAS 3.8 would reject in the metadata this mirror serves (one rejected file fails MAAS's whole import). */

@@ -8,6 +8,7 @@ import type { Publication } from '../mirror/publication.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import type { Store } from '../store/store.js'
 import type { Traffic } from './traffic.js'
+import type { UpstreamHealth } from '../upstream/upstream-source.js'
 
 export interface PrefetchStatus {
   state: 'idle' | 'running' | 'disabled'
@@ -54,6 +55,8 @@ export function buildStatusReport(deps: StatusDeps) {
         name: mirror.config.name,
         path: mirror.config.path,
         upstream: mirror.upstream.describe(),
+        // Each upstream in the order tried, with its state: several with failover.
+        upstreams: mirror.upstream.health?.() ?? [{ url: mirror.upstream.describe(), state: 'ok', coolingUntil: null, lastError: null, lastErrorAt: null } satisfies UpstreamHealth],
         ...mirror.metadataStatus(),
         selection: selectionStatus(publication, store),
         // What MAAS 3.8 would reject in what this mirror serves, one line each.

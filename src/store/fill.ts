@@ -163,10 +163,13 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       temp = await blobs.createTemp(target.sha256)
       fill.tempPath = temp.path
       const hash = createHash('sha256')
+      // Where the bytes came from (an upstream URL, a file on disk), for the message of a mismatch.
+      let origin = ''
       for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
         try {
           if (fill.abortReason !== undefined) throw new Error(fill.abortReason)
           const response = await unlessAborted(fill.aborter.signal, source(fill.written))
+          origin = response.url
           fill.body = response.body
           if (fill.abortReason !== undefined) response.body.destroy()
           await receive(fill, temp, hash, response)
@@ -181,7 +184,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       }
       const digest = hash.digest('hex')
       if (digest !== target.sha256) {
-        throw new VerificationError(`${target.path}: sha256 ${digest} does not match the signed metadata (${target.sha256})`)
+        throw new VerificationError(`${target.path}: sha256 ${digest} does not match the signed metadata (${target.sha256}); read from ${origin}`)
       }
       fill.state = 'verified'
       fill.emit('progress')
@@ -288,7 +291,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
         }
         options.onUpstreamBytes?.(chunk.length)
         if (received + chunk.length > target.size) {
-          return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives`))
+          return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives; read from ${response.url}`))
         }
         hash.update(chunk)
         received += chunk.length
@@ -364,14 +367,14 @@ function bytesToSkip(offset: number, target: FillTarget, response: FileResponse)
       throw new UpstreamError(url, `Content-Range "${headers['content-range'] ?? ''}" does not start at byte ${offset}`)
     }
     if (range[3] !== '*' && Number(range[3]) !== target.size) {
-      throw new VerificationError(`${target.path}: upstream size ${range[3]} differs from the signed metadata (${target.size})`)
+      throw new VerificationError(`${target.path}: upstream size ${range[3]} differs from the signed metadata (${target.size}); read from ${url}`)
     }
     return 0
   }
   if (status !== 200) throw new UpstreamError(url, `HTTP ${status}`, status)
   const declared = headers['content-length']
   if (declared !== undefined && Number(declared) !== target.size) {
-    throw new VerificationError(`${target.path}: upstream Content-Length ${declared} differs from the signed metadata (${target.size})`)
+    throw new VerificationError(`${target.path}: upstream Content-Length ${declared} differs from the signed metadata (${target.size}); read from ${url}`)
   }
   return offset
 }

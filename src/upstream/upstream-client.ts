@@ -12,7 +12,8 @@ import http from 'node:http'
 import https from 'node:https'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createHistogram, LATENCY_BOUNDS_SECONDS, type HistogramSnapshot } from '../metrics/histogram.js'
+import type { Histogram } from 'prom-client'
+import { createUpstreamLatencyHistogram } from '../metrics/upstream-latency.js'
 import { redactUrl } from './redact-url.js'
 import { createSemaphore } from './semaphore.js'
 
@@ -87,8 +88,6 @@ export interface UpstreamClientStats {
   errors: number
   /** Answers with an HTTP status of 400 or more. */
   httpErrors: number
-  /** Seconds from sending a request to its response headers, for answered requests. */
-  latency: HistogramSnapshot
   /** Requests waiting for a connection slot. */
   waiting: number
   active: number
@@ -99,6 +98,8 @@ export interface UpstreamClient {
   /** A metadata document, conditionally when validators are given, retried on transient failure. */
   fetchText(url: string, options?: FetchTextOptions): Promise<TextResult>
   stats(): UpstreamClientStats
+  /** Seconds from sending a request to its response headers, for answered requests. */
+  readonly latency: Histogram
   close(): void
 }
 
@@ -117,7 +118,7 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
   let requests = 0
   let errors = 0
   let httpErrors = 0
-  const latency = createHistogram(LATENCY_BOUNDS_SECONDS)
+  const latency = createUpstreamLatencyHistogram()
 
   async function request(url: string, requestOptions: RequestOptions = {}): Promise<UpstreamResponse> {
     const target = new URL(url)
@@ -247,8 +248,9 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         clearTimeout(timer)
       }
     },
+    latency,
     stats() {
-      return { requests, errors, httpErrors, latency: latency.snapshot(), waiting: slots.waiting(), active: slots.active() }
+      return { requests, errors, httpErrors, waiting: slots.waiting(), active: slots.active() }
     },
     close() {
       agents['http:'].destroy()

@@ -44,6 +44,30 @@ export interface UpstreamSource {
   pathProblem(relPath: string): string | undefined
   /** The root (or, with `relPath`, that path under it) for `/status`, messages and the log: never a credential. */
   describe(relPath?: string): string
+  /**
+   * Runs `task` against one member that serves everything it asks for (a
+   * source of several upstreams: a failing member is put in cool-down and the
+   * task runs again, whole, on the next), so that documents that must agree
+   * (an index and its products files) come from one upstream. Without it the
+   * source itself is the one member.
+   */
+  withOneMember?<T>(task: (member: UpstreamSource) => Promise<T>): Promise<T>
+  /** Each upstream behind this source with its state, for `/status`; without it the source is one upstream, described by `describe()`. */
+  health?(): UpstreamHealth[]
+}
+
+/** One upstream of a mirror as `/status` shows it. */
+export interface UpstreamHealth {
+  /** `describe()` of the upstream: credentials redacted. */
+  url: string
+  /** `cooling` while skipped after a failure, until `coolingUntil`. */
+  state: 'ok' | 'cooling'
+  /** ISO time the cool-down ends, null when not cooling. */
+  coolingUntil: string | null
+  /** The last failure of this upstream, kept after it recovers; null when none. */
+  lastError: string | null
+  /** ISO time of `lastError`. */
+  lastErrorAt: string | null
 }
 
 /**

@@ -60,7 +60,7 @@ describe('config.example.json', () => {
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
     assert.equal(stable.path, '/maas/images/ephemeral-v3/stable/')
-    assert.equal(stable.upstream, 'https://images.maas.io/ephemeral-v3/stable/')
+    assert.deepEqual(stable.upstreams, ['https://images.maas.io/ephemeral-v3/stable/'])
     assert.equal(stable.keyring, '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg')
     assert.equal(stable.metadata, 'filtered')
     assert.equal(stable.publish, 'selected')
@@ -76,7 +76,7 @@ describe('config.example.json', () => {
   test('shows every key the loader knows', () => {
     const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
     assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors'])
-    assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections'])
+    assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'upstreamCooldown', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections'])
   })
 })
 
@@ -94,7 +94,10 @@ describe('the loader and the schema agree', () => {
     ['port 0', (config) => (config.listen.port = 0)],
     ['a metadata cap in bytes and a timeout in seconds', (config) => (config.limits = { metadataMaxBytes: 1048576, metadataTimeout: 90 })],
     ['an upstream with credentials', (config) => (config.mirrors[0].upstream = 'https://mirror:S3cret@images.example/stable/')],
+    ['a directory upstream as a path', (config) => (config.mirrors[0].upstream = '/media/images/maas/')],
+    ['a directory upstream as a file URL', (config) => (config.mirrors[0].upstream = 'file:///media/images/maas/')],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
+    ['a list of upstreams and a cool-down', (config) => Object.assign(config.mirrors[0], { upstream: ['http://local.example/stable/', 'https://images.example/stable/'], upstreamCooldown: '30s' })],
     ['allowlists of both families', (config) => (config.listen = { allow: ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.1'], allowStatus: ['127.0.0.1'] })],
   ]
   for (const [what, edit] of accepted) {
@@ -120,7 +123,10 @@ describe('the loader and the schema agree', () => {
     ['the root path', (config) => (config.mirrors[0].path = '/'), 'mirrors[0].path'],
     ['a path under /status', (config) => (config.mirrors[0].path = '/status/'), 'mirrors[0].path'],
     ['a bad mirror name', (config) => (config.mirrors[0].name = 'my mirror'), 'mirrors[0].name'],
+    ['a relative directory upstream', (config) => (config.mirrors[0].upstream = 'media/images/maas/'), 'mirrors[0].upstream'],
     ['an ftp upstream', (config) => (config.mirrors[0].upstream = 'ftp://images.example/stable/'), 'mirrors[0].upstream'],
+    ['an empty list of upstreams', (config) => (config.mirrors[0].upstream = []), 'mirrors[0].upstream'],
+    ['an ftp upstream in a list', (config) => (config.mirrors[0].upstream = ['https://images.example/stable/', 'ftp://images.example/stable/']), 'mirrors[0].upstream[1]'],
     ['a port out of range', (config) => (config.listen.port = 70000), 'listen.port'],
     ['a concurrency of 0', (config) => (config.prefetch.concurrency = 0), 'prefetch.concurrency'],
     ['a pipeline limit of 0', (config) => (config.limits.pipelinedRequests = 0), 'limits.pipelinedRequests'],

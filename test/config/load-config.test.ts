@@ -86,7 +86,7 @@ describe('loadConfig built-in default', () => {
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
     assert.equal(stable.path, '/maas/images/ephemeral-v3/stable/')
-    assert.equal(stable.upstream, 'https://images.maas.io/ephemeral-v3/stable/')
+    assert.deepEqual(stable.upstreams, ['https://images.maas.io/ephemeral-v3/stable/'])
     assert.equal(stable.keyring, STOCK_KEYRING)
     assert.equal(stable.keyringIsDefault, true, 'the stock keyring may be missing')
     assert.equal(stable.metadata, 'filtered')

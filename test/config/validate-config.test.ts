@@ -96,7 +96,7 @@ describe('validateConfig defaults', () => {
     assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
     const [only] = config.mirrors
     assert.ok(only)
-    assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
+    assert.deepEqual(only.upstreams, ['http://mirror.example:8000/ephemeral-v3/stable/'], 'a trailing slash is added')
     assert.equal(only.keyring, '/srv/proxy/keys/upstream.gpg')
     assert.equal(only.keyringIsDefault, false)
     assert.equal(only.metadata, 'upstream')
@@ -116,7 +116,26 @@ describe('validateConfig defaults', () => {
   })
 
   test('an upstream with credentials keeps them for the request', () => {
-    assert.equal(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstream, 'https://mirror:S3cret@images.example/stable/')
+    assert.deepEqual(validateConfig({ mirrors: [mirror({ upstream: 'https://mirror:S3cret@images.example/stable' })] }, options).mirrors[0]?.upstreams, ['https://mirror:S3cret@images.example/stable/'])
+  })
+
+  test('upstream may be a list of URLs, tried in order, with a cool-down of 5 minutes unless set', () => {
+    const [single] = validateConfig({ mirrors: [mirror()] }, options).mirrors
+    assert.deepEqual(single?.upstreams, ['https://images.example/stable/'])
+    assert.equal(single?.upstreamCooldown, 300)
+    const [listed] = validateConfig({ mirrors: [mirror({ upstream: ['http://local.example/stable', 'https://images.example/stable/'], upstreamCooldown: '1m' })] }, options).mirrors
+    assert.deepEqual(listed?.upstreams, ['http://local.example/stable/', 'https://images.example/stable/'])
+    assert.equal(listed?.upstreamCooldown, 60)
+  })
+
+  test('a directory upstream, as an absolute path or a file:// URL, becomes a file: URL ending with "/" and need not exist yet', () => {
+    const upstreamOf = (upstream: string) => validateConfig({ mirrors: [mirror({ upstream })] }, options).mirrors[0]?.upstreams[0]
+    assert.equal(upstreamOf('/media/images/maas'), 'file:///media/images/maas/', 'a disk not mounted at start is a metadata error, not a config error')
+    assert.equal(upstreamOf('/media/images/maas/'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('file:///media/images/maas'), 'file:///media/images/maas/')
+    assert.equal(upstreamOf('/srv/boot images/'), 'file:///srv/boot%20images/')
+    assert.throws(() => upstreamOf('file://fileserver/share/'), /mirrors\[0\]\.upstream: "file:\/\/fileserver\/share\/" names a host; a directory upstream is file:\/\/\/absolute\/path\/ or \/absolute\/path\/$/)
+    assert.throws(() => upstreamOf('media/images/'), /is not a URL or an absolute path$/)
   })
 
   test('naming the stock keyring explicitly still lets it be missing', () => {
@@ -130,7 +149,7 @@ describe('validateConfig rejections name the key', () => {
     ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
-    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, missFailure, missWait, selections)'],
+    ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, keyring, metadata, publish, missFailure, missWait, selections)'],
     ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
     ['an allow entry that is not an address', { listen: { allow: ['10.0.0.0/8', 'maas.example'] }, mirrors: [mirror()] }, 'config.json: listen.allow[1]: "maas.example" is not an IP address or CIDR (such as "192.168.10.0/24" or "fd00::/8")'],
     ['an allow prefix out of range', { listen: { allow: ['10.0.0.0/33'] }, mirrors: [mirror()] }, 'config.json: listen.allow[0]: "10.0.0.0/33" has a prefix length out of range (0 to 32 for IPv4)'],
@@ -158,6 +177,11 @@ describe('validateConfig rejections name the key', () => {
     ['a non-boolean onStart', { prefetch: { onStart: 'yes' }, mirrors: [mirror()] }, 'config.json: prefetch.onStart: expected true or false, got "yes"'],
     ['a zero concurrency', { prefetch: { concurrency: 0 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 0'],
     ['a concurrency over 64', { prefetch: { concurrency: 65 }, mirrors: [mirror()] }, 'config.json: prefetch.concurrency: expected an integer from 1 to 64, got 65'],
+    ['an empty list of upstreams', { mirrors: [mirror({ upstream: [] })] }, 'config.json: mirrors[0].upstream: empty (at least one upstream URL is required)'],
+    ['an upstream that is neither a URL nor a list', { mirrors: [mirror({ upstream: 5 })] }, 'config.json: mirrors[0].upstream: expected a URL or a list of URLs, got 5'],
+    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
+    ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
+    ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
     ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
@@ -179,10 +203,15 @@ describe('validateConfig rejections name the key', () => {
     ['a path under /keyring.gpg', { mirrors: [mirror({ path: '/keyring.gpg/x/' })] }, 'config.json: mirrors[0].path: "/keyring.gpg/x/" collides with the proxy\'s own route /keyring.gpg'],
     ['a path under /metrics', { mirrors: [mirror({ path: '/metrics/' })] }, 'config.json: mirrors[0].path: "/metrics/" collides with the proxy\'s own route /metrics'],
     ['a mirror without an upstream', { mirrors: [mirror({ upstream: undefined })] }, 'config.json: mirrors[0].upstream: missing (required)'],
-    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL'],
-    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL'],
+    ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL or an absolute path'],
+    ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream with a query', { mirrors: [mirror({ upstream: 'https://images.example/stable/?x=1' })] }, 'config.json: mirrors[0].upstream: "https://images.example/stable/?x=1" must not have a query or fragment (file paths are appended to it)'],
-    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL'],
+    ['an ftp upstream with a password, which the message hides', { mirrors: [mirror({ upstream: 'ftp://mirror:S3cret@images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
+    ['an empty list of upstreams', { mirrors: [mirror({ upstream: [] })] }, 'config.json: mirrors[0].upstream: empty (at least one upstream URL is required)'],
+    ['an upstream that is neither a URL nor a list', { mirrors: [mirror({ upstream: 5 })] }, 'config.json: mirrors[0].upstream: expected a URL or a list of URLs, got 5'],
+    ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
+    ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
+    ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
     ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
     ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],

@@ -129,7 +129,7 @@ async function startSecondProxy(upstream: string, keyring: string): Promise<Runn
   const [mirror] = h.config.mirrors
   assert.ok(mirror)
   return startProxy(
-    { ...h.config, dataDir, signingKey: join(dataDir, 'signing-key.asc'), mirrors: [{ ...mirror, upstream, keyring }], source: 'export test' },
+    { ...h.config, dataDir, signingKey: join(dataDir, 'signing-key.asc'), mirrors: [{ ...mirror, upstreams: [upstream], keyring }], source: 'export test' },
     { log: silentLogger, version: 'test', fillAttempts: 1 },
   )
 }

@@ -85,15 +85,15 @@ describe('hostile metadata on one mirror', () => {
     hostile = await startHostile()
     dataDir = await mkdtemp(join(tmpdir(), 'sstream-proxy-hostile-'))
     const keyring = await tree.writeKeyring(dataDir)
-    const mirror = { keyring, keyringIsDefault: false, metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: 8, selections: selections(DEFAULT_SELECTIONS) } as const
+    const mirror = { keyring, keyringIsDefault: false, metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: 8, upstreamCooldown: 300, selections: selections(DEFAULT_SELECTIONS) } as const
     h = await startHarness({
       dataDir,
       tree: { key: tree.key },
       config: {
         limits: { ...DEFAULT_LIMITS, metadataMaxBytes: CAP, metadataTimeout: 120 },
         mirrors: [
-          { ...mirror, name: 'stable', path: MIRROR_PATH, upstream: healthy.url },
-          { ...mirror, name: 'hostile', path: '/hostile/', upstream: hostile.url },
+          { ...mirror, name: 'stable', path: MIRROR_PATH, upstreams: [healthy.url] },
+          { ...mirror, name: 'hostile', path: '/hostile/', upstreams: [hostile.url] },
         ],
       },
     })

@@ -279,7 +279,7 @@ describe('upstream sends a wrong Content-Length', () => {
     h = await startHarness({ mirror: { missFailure: '503' }, log: logged.log })
     raw = await startRawUpstream(h.tree)
     await h.stopProxy()
-    h.config.mirrors[0]!.upstream = raw.url
+    h.config.mirrors[0]!.upstreams = [raw.url]
     await h.restartProxy()
     // The restart served the saved metadata at once; let the refresh from the new upstream land.
     await h.proxy.core.mirrors[0]!.refresh()

@@ -197,7 +197,8 @@ describe('one sha256 at two sizes across mirrors sharing the store', () => {
         {
           name: 'candidate',
           path: CANDIDATE_PATH,
-          upstream: other.url,
+          upstreams: [other.url],
+          upstreamCooldown: 300,
           keyring: await plain.writeKeyring(keyringDir),
           keyringIsDefault: false,
           metadata: 'filtered',

@@ -1,16 +1,17 @@
 /**
- * `/metrics`: the encoder against a strict reading of the Prometheus text
- * format 0.0.4 grammar, and the proxy's own metrics end to end, which must
- * parse and agree with what the proxy did and with `/status`.
+ * `/metrics` end to end: it must parse under a strict reading of the
+ * Prometheus text format 0.0.4 grammar, agree with what the proxy did and
+ * with `/status`, carry the process metrics operators expect (event-loop
+ * delay, GC, memory, open files), and list exactly the metrics
+ * docs/operations.md documents, with their types and labels.
  */
 
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { encodeExposition, EXPOSITION_CONTENT_TYPE } from '../../src/metrics/exposition.js'
-import { createHistogram } from '../../src/metrics/histogram.js'
 import { createUpstreamClient } from '../../src/upstream/upstream-client.js'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
 
@@ -28,7 +29,10 @@ interface ParsedFamily {
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
-const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)$/
+// Prometheus reads values with Go's strconv.ParseFloat, which takes NaN in any
+// case; prom-client writes `Nan`.
+const FLOAT = /^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN|Nan)$/
+const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8'
 const TYPES = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped'])
 
 /**
@@ -51,6 +55,8 @@ function parseExposition(text: string): Map<string, ParsedFamily> {
     current = family
   }
   lines.forEach((line, i) => {
+    // The format ignores empty lines; prom-client puts one between families.
+    if (line === '') return
     const where = `line ${i + 1} "${line}"`
     const meta = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(line)
     if (meta !== null) {
@@ -130,7 +136,7 @@ function parseSample(line: string, where: string): ParsedSample {
   const fields = /^ (\S+)(?: (-?\d+))?$/.exec(rest)
   if (fields === null || !FLOAT.test(fields[1] as string)) throw new Error(`${where}: bad value`)
   const text = fields[1] as string
-  const value = text === 'NaN' ? NaN : text.endsWith('Inf') ? (text.startsWith('-') ? -Infinity : Infinity) : Number(text)
+  const value = text.toLowerCase() === 'nan' ? NaN : text.endsWith('Inf') ? (text.startsWith('-') ? -Infinity : Infinity) : Number(text)
   return { name, labels, value }
 }
 
@@ -158,39 +164,26 @@ function checkHistogram(name: string, family: ParsedFamily): void {
 const value = (families: Map<string, ParsedFamily>, name: string, labels: Record<string, string> = {}): number | undefined =>
   (families.get(name) ?? families.get(name.replace(/_(bucket|sum|count)$/, '')))?.samples.find((sample) => sample.name === name && Object.entries(labels).every(([key, text]) => sample.labels[key] === text))?.value
 
-describe('encodeExposition', () => {
-  test('escapes label values and help text so that a strict parser reads them back', () => {
-    const tricky = 'a "quoted" \\ back\nslash'
-    const text = encodeExposition([
-      { type: 'counter', name: 'demo_things_total', help: 'Things.\nSecond line \\ with a backslash.', samples: [{ labels: { what: tricky }, value: 3 }] },
-      { type: 'gauge', name: 'demo_level', help: 'A level.', samples: [{ value: -Infinity }, { labels: { x: '' }, value: NaN }] },
-    ])
-    const families = parseExposition(text)
-    assert.equal(families.get('demo_things_total')?.help, 'Things.\nSecond line \\ with a backslash.')
-    assert.equal(families.get('demo_things_total')?.samples[0]?.labels.what, tricky)
-    assert.equal(value(families, 'demo_level'), -Infinity)
-    assert.ok(Number.isNaN(value(families, 'demo_level', { x: '' })))
-  })
+/**
+ * The metric tables of the doc's "Metrics" section: each row's first cell
+ * names one or more metrics, as `name{label,label}` in backquotes; the second
+ * cell is their type.
+ */
+function documentedMetrics(doc: string): Map<string, { type: string; labels: string[] }> {
+  const section = /^## Metrics: `\/metrics`$([\s\S]*?)^## /m.exec(doc)?.[1]
+  assert.ok(section !== undefined, 'docs/operations.md has a "Metrics" section')
+  const metrics = new Map<string, { type: string; labels: string[] }>()
+  for (const row of section.split('\n').filter((line) => line.startsWith('| `'))) {
+    const [names = '', type = ''] = row.split(' | ').map((cell) => cell.replace(/^\| /, '').trim())
+    for (const [, name = '', labels] of names.matchAll(/`([a-z_:][a-z0-9_:]*)(?:\{([a-z_,]*)\})?`/g)) {
+      assert.ok(!metrics.has(name), `${name} is documented twice`)
+      metrics.set(name, { type, labels: labels === undefined ? [] : labels.split(',') })
+    }
+  }
+  return metrics
+}
 
-  test('writes histograms as cumulative le buckets, +Inf, _sum and _count', () => {
-    const histogram = createHistogram([0.1, 1, 10])
-    for (const seconds of [0.05, 0.1, 0.5, 2, 60]) histogram.observe(seconds)
-    const text = encodeExposition([{ type: 'histogram', name: 'demo_seconds', help: 'Durations.', series: [{ labels: { kind: 'a' }, histogram: histogram.snapshot() }] }])
-    const families = parseExposition(text)
-    assert.equal(value(families, 'demo_seconds_bucket', { kind: 'a', le: '0.1' }), 2)
-    assert.equal(value(families, 'demo_seconds_bucket', { le: '1' }), 3)
-    assert.equal(value(families, 'demo_seconds_bucket', { le: '10' }), 4)
-    assert.equal(value(families, 'demo_seconds_bucket', { le: '+Inf' }), 5)
-    assert.equal(value(families, 'demo_seconds_count'), 5)
-    assert.equal(value(families, 'demo_seconds_sum'), 62.65)
-  })
-
-  test('refuses invalid metric and label names rather than writing an unparsable line', () => {
-    assert.throws(() => encodeExposition([{ type: 'gauge', name: 'bad-name', help: '', samples: [] }]), /invalid metric name "bad-name"/)
-    assert.throws(() => encodeExposition([{ type: 'gauge', name: 'ok', help: '', samples: [{ labels: { 'bad label': 'x' }, value: 1 }] }]), /invalid label name "bad label" on ok/)
-    assert.throws(() => createHistogram([1, 1]), /strictly increasing/)
-  })
-
+describe('the strict parser used here', () => {
   test('the strict parser used here rejects what Prometheus rejects', () => {
     assert.throws(() => parseExposition('# TYPE x gauge\nx{a="\\t"} 1\n'), /bad escape/)
     assert.throws(() => parseExposition('# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\nx{a="b"} 2\n'), /not contiguous/)
@@ -230,7 +223,7 @@ describe('GET /metrics', () => {
 
     const response = await fetch(`${h.proxy.url}/metrics`)
     assert.equal(response.status, 200)
-    assert.equal(response.headers.get('content-type'), EXPOSITION_CONTENT_TYPE)
+    assert.equal(response.headers.get('content-type'), PROMETHEUS_TEXT)
     const families = parseExposition(await response.text())
     const status = (await (await fetch(`${h.proxy.url}/status`)).json()) as {
       cache: { files: number; bytes: number; hits: number; misses: number }
@@ -268,6 +261,42 @@ describe('GET /metrics', () => {
     }
   })
 
+  test('carries the process metrics operators expect, and its event-loop delay is this process\'s', async () => {
+    const scrape = async () => parseExposition(await (await fetch(`${h.proxy.url}/metrics`)).text())
+    await scrape()
+    // A scrape resets Node's delay histogram, which then measures from its
+    // next 10 ms tick: let it tick, then hold the loop; the scrape that
+    // follows at once must see a delay at least this long.
+    await sleep(50)
+    const held = performance.now()
+    while (performance.now() - held < 200);
+    const families = await scrape()
+    for (const name of ['nodejs_eventloop_lag_p99_seconds', 'process_resident_memory_bytes', 'process_open_fds']) {
+      assert.equal(families.get(name)?.type, 'gauge', name)
+      const sample = value(families, name) ?? NaN
+      assert.ok(Number.isFinite(sample) && sample >= 0, `${name} is ${sample}`)
+    }
+    assert.equal(families.get('nodejs_gc_duration_seconds')?.type, 'histogram')
+    assert.ok((value(families, 'nodejs_eventloop_lag_max_seconds') ?? 0) >= 0.15, 'a 200 ms stall shows in the delay since the last scrape')
+    assert.ok((value(families, 'process_open_fds') ?? 0) >= 3)
+  })
+
+  test('lists exactly the metrics docs/operations.md documents, with their types and labels', async () => {
+    const documented = documentedMetrics(await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8'))
+    assert.ok(documented.size >= 40, `${documented.size} metrics documented`)
+    const families = parseExposition(await (await fetch(`${h.proxy.url}/metrics`)).text())
+    for (const [name, { type, labels }] of documented) {
+      const family = families.get(name)
+      assert.ok(family !== undefined, `${name} is documented but not on /metrics`)
+      assert.equal(family.type, type, `${name} is a ${type} as documented`)
+      for (const sample of family.samples) {
+        const { le: _le, ...rest } = sample.labels
+        assert.deepEqual(Object.keys(rest).sort(), [...labels].sort(), `${sample.name} has the documented labels {${labels.join(',')}}`)
+      }
+    }
+    for (const name of families.keys()) assert.ok(documented.has(name), `${name} is on /metrics but not documented in docs/operations.md`)
+  })
+
   test('the upstream client counts HTTP errors, network errors and the latency of answered requests', async () => {
     const client = createUpstreamClient({ connectTimeoutMs: 2_000 })
     try {
@@ -287,10 +316,21 @@ describe('GET /metrics', () => {
       assert.equal(stats.requests, 3)
       assert.equal(stats.httpErrors, 1)
       assert.equal(stats.errors, 1)
-      assert.equal(stats.latency.count, 2, 'only answered requests are timed')
-      assert.ok(stats.latency.sum > 0 && stats.latency.sum < 2)
+      const latency = (await client.latency.get()).values
+      const sample = (suffix: string) => latency.find((entry) => entry.metricName === `sstream_proxy_upstream_request_duration_seconds_${suffix}`)?.value ?? NaN
+      assert.equal(sample('count'), 2, 'only answered requests are timed')
+      assert.ok(sample('sum') > 0 && sample('sum') < 2)
     } finally {
       client.close()
     }
+  })
+
+  test('a second proxy in the same process has a registry of its own and the same process metrics', async () => {
+    await h.stopProxy()
+    await h.restartProxy()
+    const families = parseExposition(await (await fetch(`${h.proxy.url}/metrics`)).text())
+    assert.equal(value(families, 'sstream_proxy_requests_total', { route: 'file', status: '200' }), undefined, 'the new proxy counts only its own requests')
+    assert.equal(families.get('nodejs_eventloop_lag_p99_seconds')?.type, 'gauge')
+    assert.ok((value(families, 'process_resident_memory_bytes') ?? 0) > 0)
   })
 })

@@ -58,7 +58,11 @@ describe('renderStatusPage', () => {
       {
         name,
         path: '/m/',
-        upstream: 'http://upstream.example/"x"/',
+        upstream: 'http://upstream.example/"x"/, http://second.example/',
+        upstreams: [
+          { url: 'http://upstream.example/"x"/', state: 'cooling', coolingUntil: '2026-01-01T00:05:00.000Z', lastError: `upstream: ${error}`, lastErrorAt: '2026-01-01T00:00:00.000Z' },
+          { url: 'http://second.example/', state: 'ok', coolingUntil: null, lastError: null, lastErrorAt: null },
+        ],
         upstreamReachable: false,
         maasProblems: [],
         metadataUpdated: null,
@@ -82,6 +86,7 @@ describe('renderStatusPage', () => {
     assert.ok(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'))
     assert.ok(html.includes('bad &quot;sig&quot; &amp; &lt;img'))
     assert.ok(html.includes('inconsistent signed metadata: bad &quot;sig&quot;'), 'warnings are shown, escaped')
+    assert.ok(html.includes('upstream: bad &quot;sig&quot; &amp; &lt;img'), "an upstream's last error is shown, escaped")
     assert.ok(html.includes('href="http://upstream.example/&quot;x&quot;/"'))
     assert.ok(html.includes('o&#39;neil'))
   })

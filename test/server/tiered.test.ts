@@ -23,7 +23,7 @@ function startSite(central: Harness, keyring?: string) {
       ...central.config,
       dataDir: siteDir,
       signingKey: join(siteDir, 'signing-key.asc'),
-      mirrors: [{ ...centralMirror, upstream: `${central.proxy.url}${MIRROR_PATH}`, keyring: keyring ?? centralMirror.keyring }],
+      mirrors: [{ ...centralMirror, upstreams: [`${central.proxy.url}${MIRROR_PATH}`], keyring: keyring ?? centralMirror.keyring }],
       source: 'tiered test',
     },
     { log: silentLogger, version: 'test' },

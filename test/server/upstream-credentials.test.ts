@@ -35,16 +35,16 @@ describe('an upstream URL with user:password@', () => {
     const keyring = await tree.writeKeyring(dataDir)
     const withCredentials = upstream.url.replace('http://', `http://${USER}:${PASSWORD}@`)
     // Misses answer 503 (not MAAS's reset) so that their bodies can be searched too.
-    const mirror = { keyring, keyringIsDefault: false, metadata: 'filtered', publish: 'selected', missFailure: '503', missWait: 1, selections: selections(DEFAULT_SELECTIONS) } as const
+    const mirror = { keyring, keyringIsDefault: false, metadata: 'filtered', publish: 'selected', missFailure: '503', missWait: 1, upstreamCooldown: 300, selections: selections(DEFAULT_SELECTIONS) } as const
     h = await startHarness({
       dataDir,
       tree: { key: tree.key },
       log: createLogger({ json: true, write: (line) => lines.push(line) }),
       config: {
         mirrors: [
-          { ...mirror, name: 'stable', path: MIRROR_PATH, upstream: withCredentials },
+          { ...mirror, name: 'stable', path: MIRROR_PATH, upstreams: [withCredentials] },
           // Nothing listens on port 1: this mirror never gets metadata.
-          { ...mirror, name: 'down', path: DOWN_PATH, upstream: `http://${USER}:${PASSWORD}@127.0.0.1:1/stable/` },
+          { ...mirror, name: 'down', path: DOWN_PATH, upstreams: [`http://${USER}:${PASSWORD}@127.0.0.1:1/stable/`] },
         ],
       },
     })

@@ -91,7 +91,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       {
         name: 'stable',
         path: MIRROR_PATH,
-        upstream: upstream.url,
+        upstreams: [upstream.url],
+        upstreamCooldown: 300,
         keyring: keyringPath,
         keyringIsDefault: false,
         metadata: 'filtered',
