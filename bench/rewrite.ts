@@ -1,15 +1,14 @@
 /**
  * Goal 7: filtering and re-signing a products document of 10,000 products,
  * built in memory, through the same `buildPublication` a metadata refresh
- * runs. Its result is kept as bytes, so requests afterwards cost nothing more
+ * runs (in the metadata worker). Its result is kept as bytes, so requests afterwards cost nothing more
  * (goal 2 measures that serving). `npm run bench` runs this file as a child
  * process, which prints the result rows as JSON.
  */
 
 import { pathToFileURL } from 'node:url'
 import type { SelectionConfig } from '../src/config/types.js'
-import { buildPublication } from '../src/mirror/publication.js'
-import type { UpstreamMetadata } from '../src/mirror/upstream-metadata.js'
+import { buildPublication, type PublishInput } from '../src/metadata-worker/build-publication.js'
 import { parseFilter } from '../src/streams/filter.js'
 import { applySelections } from '../src/streams/selection.js'
 import { clearsign } from '../src/streams/signature.js'
@@ -28,19 +27,20 @@ export async function benchRewrite(): Promise<BenchResult[]> {
   const key = await generateSigningKey({ name: 'bench signing key' })
   const metadata = syntheticMetadata(PRODUCTS)
   const products = (metadata.products.get(CONTENT_ID) as { parsed: ProductsDocument }).parsed
+  const isStored = () => false
   // Half the products (one arch), newest version only: what a typical selection keeps.
   const selections: SelectionConfig[] = [{ filters: [parseFilter('arch=amd64')], max: 1 }]
   const mirror = { metadata: 'filtered', publish: 'selected', selections } as const
 
   // Once untimed, as a running proxy has already signed its first publication by then.
-  await buildPublication({ metadata: syntheticMetadata(10), mirror, signingKey: key.privateKey })
+  await buildPublication({ ...syntheticMetadata(10), mirror, signingKey: key.privateKey, isStored })
   const total: number[] = []
   let published = 0
   for (let round = 0; round < ROUNDS; round++) {
     const started = performance.now()
-    const publication = await buildPublication({ metadata, mirror, signingKey: key.privateKey })
+    const { tables } = await buildPublication({ ...metadata, mirror, signingKey: key.privateKey, isStored })
     total.push(performance.now() - started)
-    published = publication.documents.get(`streams/v1/${CONTENT_ID}.sjson`)?.body.length ?? 0
+    published = tables.documents.find((document) => document.path === `streams/v1/${CONTENT_ID}.sjson`)?.body.byteLength ?? 0
   }
   const selectStarted = performance.now()
   const selection = applySelections(products, selections)
@@ -72,7 +72,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
 }
 
 /** An index and one products document of `count` products, one version of four items each, as upstream metadata. */
-function syntheticMetadata(count: number): UpstreamMetadata {
+function syntheticMetadata(count: number): Pick<PublishInput, 'index' | 'products'> {
   const products: Record<string, StreamProduct> = {}
   for (let n = 0; n < count; n++) {
     const release = RELEASES[n % RELEASES.length] as string
@@ -108,7 +108,6 @@ function syntheticMetadata(count: number): UpstreamMetadata {
     updated: parsed.updated,
   }
   return {
-    checkedAt: Date.now(),
     index: { path: 'streams/v1/index.sjson', signed: '', text: '', parsed: index },
     products: new Map([[CONTENT_ID, { path, signed: '', text: '', parsed }]]),
   }

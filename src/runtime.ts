@@ -14,6 +14,7 @@ import { ConfigError } from './config/validate-config.js'
 import type { Config, MirrorConfig } from './config/types.js'
 import { readCaFile } from './config/ca-file.js'
 import type { Logger } from './log/logger.js'
+import { createMetadataWorker, type MetadataWorker } from './metadata-worker/metadata-worker.js'
 import { createMirror, type Mirror } from './mirror/mirror.js'
 import { createPrefetcher, type Prefetcher } from './prefetch/prefetcher.js'
 import { createAccessControl } from './server/access-control.js'
@@ -34,6 +35,8 @@ export interface ProxyCore {
   store: Store
   client: UpstreamClient
   signingKey: SigningKey
+  /** Verifies and publishes every mirror's metadata off the main thread; outlives reloads. */
+  metadataWorker: MetadataWorker
   mirrors: Mirror[]
   /** Passes, history and status; `startProxy` starts its schedule, commands run passes directly. */
   prefetcher: Prefetcher
@@ -42,14 +45,15 @@ export interface ProxyCore {
   /**
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
-   * stopped (the new one is left for the caller to start). The store, its fills
-   * and the upstream client are kept: `dataDir` and `signingKey` stay as they
-   * were (the caller says a restart is needed). A changed `proxy` or `ca` (or a
-   * replaced CA file) takes effect: the new mirrors get the client's transport
-   * for their settings, while transfers on the old one finish.
+   * stopped (the new one is left for the caller to start). The store, its fills,
+   * the metadata worker and the upstream client are kept: `dataDir` and
+   * `signingKey` stay as they were (the caller says a restart is needed). A
+   * changed `proxy` or `ca` (or a replaced CA file) takes effect: the new
+   * mirrors get the client's transport for their settings, while transfers on
+   * the old one finish.
    */
   reconfigure(config: Config): Promise<void>
-  /** Stops the prefetcher, then closes the store and the client. */
+  /** Stops the prefetcher and the metadata worker, then closes the store and the client. */
   close(): Promise<void>
 }
 
@@ -103,6 +107,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     ...options.upstream,
   })
   const isStored = (sha256: string) => store.index.get(sha256) !== undefined
+  const metadataWorker = createMetadataWorker({ signingKeyArmored: signingKey.privateKey.armor(), log })
   // Read at start like the client's own cap (restart-only): directory sources enforce the same one.
   const { metadataMaxBytes } = config.limits
   /** A mirror's route out: its proxy setting and its CA file, read now so that a reload picks up a replaced file. */
@@ -126,11 +131,12 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
               : (upstream, error, until) =>
                   log.warn('upstream cooling down, using the next', { mirror: mirror.name, upstream, until: new Date(until).toISOString(), error: error.message }),
         }),
-        signingKey,
+        worker: metadataWorker,
         dataDir: settings.dataDir,
         metadataTtlSeconds: settings.metadataTtl,
         log,
         isStored,
+        listStored: () => store.index.all().map((file) => file.sha256),
         storedSize: (sha256) => store.index.get(sha256)?.size,
         unavailableRetryMs: options.metadataUnavailableRetryMs,
       }),
@@ -154,6 +160,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     store,
     client,
     signingKey,
+    metadataWorker,
     mirrors,
     prefetcher: buildPrefetcher(config, mirrors),
     traffic,
@@ -171,6 +178,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     },
     async close() {
       await core.prefetcher.stop()
+      await metadataWorker.close()
       await store.close()
       client.close()
     },

@@ -116,11 +116,9 @@ export async function exportTree(options: ExportOptions): Promise<ExportSummary>
 function wantedFiles(options: ExportOptions): Target[] {
   const { publication, mirror } = options
   const items = new Map<string, Target>()
-  for (const selection of publication.published.values()) {
-    for (const file of selection.files) {
-      assertExportPath(file.path, `mirror ${mirror}: item`)
-      items.set(file.path, { path: file.path, sha256: file.sha256, size: file.size })
-    }
+  for (const file of publication.publishedFiles()) {
+    assertExportPath(file.path, `mirror ${mirror}: item`)
+    items.set(file.path, { path: file.path, sha256: file.sha256, size: file.size })
   }
   const document = (path: string, body: Uint8Array): Target => {
     const bytes = Buffer.from(body)

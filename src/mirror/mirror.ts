@@ -12,29 +12,40 @@ import { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LRUCache } from 'lru-cache'
-import type * as openpgp from 'openpgp'
 import type { MirrorConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
+import type { JobDocument, JobKeyring } from '../metadata-worker/metadata-jobs.js'
+import type { MetadataWorker } from '../metadata-worker/metadata-worker.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import { readKeyring } from '../streams/signature.js'
-import type { SigningKey } from '../streams/signing-key.js'
 import { checkStoredSizes } from '../streams/size-consistency.js'
 import type { FillSource } from '../store/fill.js'
 import { UpstreamError } from '../upstream/upstream-client.js'
 import type { UpstreamSource } from '../upstream/upstream-source.js'
-import { buildPublication, type Publication } from './publication.js'
-import { fetchUpstreamMetadata, loadUpstreamMetadata, saveUpstreamMetadata, UpstreamMetadataError, type UpstreamMetadata } from './upstream-metadata.js'
+import { openPublication, type Publication, type ServableFile } from './publication.js'
+import {
+  fetchUpstreamMetadata,
+  loadUpstreamMetadata,
+  saveUpstreamMetadata,
+  UpstreamMetadataError,
+  type MetadataVerifier,
+  type UpstreamDocument,
+  type UpstreamMetadata,
+} from './upstream-metadata.js'
 
 export interface MirrorOptions {
   config: MirrorConfig
   /** Where the mirror's documents and files come from; the mirror only names relative paths. */
   upstream: UpstreamSource
-  signingKey: SigningKey
+  /** Verifies, parses and publishes metadata off the main thread; shared by all mirrors, and by the mirrors a reload builds. */
+  worker: MetadataWorker
   dataDir: string
   metadataTtlSeconds: number
   log: Logger
   /** Whether a file is stored, for `publish: "cached"`. */
   isStored?: (sha256: string) => boolean
+  /** The sha256 of every stored file, for `publish: "cached"` builds. */
+  listStored?: () => string[]
   /** The size of a stored file, undefined when not stored: metadata listing its sha256 at another size is refused. */
   storedSize?: (sha256: string) => number | undefined
   /** With no metadata held, how long a failed fetch answers for requests before upstream is asked again; default 5 s. */
@@ -103,7 +114,8 @@ export function createMirror(options: MirrorOptions): Mirror {
   const ttlMs = options.metadataTtlSeconds * 1000
   const savedFile = join(options.dataDir, 'metadata', `${config.name}.json`)
   const emitter = new EventEmitter()
-  let keys: openpgp.PublicKey[] | undefined
+  /** The keyring's bytes once they read as a keyring; the worker verifies with them. */
+  let keyring: JobKeyring | undefined
   let upstream: UpstreamMetadata | undefined
   const status: Omit<MirrorMetadataStatus, 'metadataWarnings'> = { upstreamReachable: null, metadataUpdated: null, metadataError: null }
   const inconsistencies = new Set<string>()
@@ -114,17 +126,51 @@ export function createMirror(options: MirrorOptions): Mirror {
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
   /** The MAAS problems of the last publication built, so each is logged once, when it appears. */
   let knownProblems = new Set<string>()
+  /** A document for the worker: fresh UTF-8 bytes it takes over, while the text stays here to be saved. */
+  const jobDocument = async (document: UpstreamDocument, transfer: ArrayBuffer[]): Promise<JobDocument> => {
+    const signed = await utf8InSlices(document.signed)
+    transfer.push(signed)
+    return { path: document.path, location: document.location, signed }
+  }
+  const verify: MetadataVerifier = {
+    async index(document) {
+      const transfer: ArrayBuffer[] = []
+      return options.worker.run({ kind: 'verify-index', keyring: keyring as JobKeyring, index: await jobDocument(document, transfer) }, transfer)
+    },
+    async products(document, contentId) {
+      const transfer: ArrayBuffer[] = []
+      await options.worker.run({ kind: 'verify-products', keyring: keyring as JobKeyring, products: { ...(await jobDocument(document, transfer)), contentId } }, transfer)
+    },
+  }
   const build = async (metadata: UpstreamMetadata) => {
-    const publication = await buildPublication({ metadata, mirror: config, signingKey: options.signingKey.privateKey, isStored })
+    const transfer: ArrayBuffer[] = []
+    const products: Array<JobDocument & { contentId: string }> = []
+    for (const [contentId, document] of metadata.products) products.push({ ...(await jobDocument(document, transfer)), contentId })
+    const tables = await options.worker.run(
+      {
+        kind: 'publish',
+        keyring: keyring as JobKeyring,
+        index: await jobDocument(metadata.index, transfer),
+        products,
+        mirror: {
+          metadata: config.metadata,
+          publish: config.publish,
+          selections: config.selections.map(({ filters, max }) => ({ filters: filters.map((filter) => filter.source), ...(max === undefined ? {} : { max }) })),
+        },
+        stored: config.publish === 'cached' ? (options.listStored?.() ?? []) : [],
+      },
+      transfer,
+    )
+    const publication = openPublication(tables, metadata)
     // Signed is not enough: an item may only name a file under the upstream
     // root. Refused here, the metadata stays an error on /status naming the item.
-    for (const file of publication.files.values()) {
+    await eachFile(publication, (file) => {
       const problem = source.pathProblem(file.path)
-      if (problem === undefined) continue
+      if (problem === undefined) return
       const ref = file.refs[0]
       const where = ref === undefined ? '' : `product ${JSON.stringify(ref.product)} version ${JSON.stringify(ref.version)} item ${JSON.stringify(ref.item)}: `
       throw new UpstreamMetadataError(`${where}path ${JSON.stringify(file.path)} ${problem}`)
-    }
+    })
     const problems = new Set(publication.maasProblems.map(describeMaasProblem))
     for (const problem of problems) {
       if (!knownProblems.has(problem)) log.warn('MAAS would reject the published metadata', { mirror: config.name, problem })
@@ -139,7 +185,8 @@ export function createMirror(options: MirrorOptions): Mirror {
    */
   const accept = async (metadata: UpstreamMetadata) => {
     const publication = await build(metadata)
-    if (options.storedSize !== undefined) checkStoredSizes(publication.files.values(), options.storedSize)
+    const { storedSize } = options
+    if (storedSize !== undefined) await eachFile(publication, (file) => checkStoredSizes([file], storedSize))
     return publication
   }
   /** A pending version whose files are now all stored: the publication is out of date. */
@@ -161,9 +208,9 @@ export function createMirror(options: MirrorOptions): Mirror {
     fetchMethod: async (_key, stale, { options: fetchOptions, signal }) => {
       try {
         // A keyring installed after start (the hint on /status says how) is picked up here.
-        if (keys === undefined) await loadKeys()
-        if (keys === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
-        const { metadata, changed } = await fetchUpstreamMetadata({ source, keys, previous: upstream })
+        if (keyring === undefined) await loadKeys()
+        if (keyring === undefined) throw new Error(status.metadataError ?? `keyring ${config.keyring} not loaded`)
+        const { metadata, changed } = await fetchUpstreamMetadata({ source, verify, previous: upstream })
         status.upstreamReachable = true
         // Unchanged upstream keeps the publication only if it was built from
         // these very documents: a republish racing a refresh can leave one
@@ -212,16 +259,20 @@ export function createMirror(options: MirrorOptions): Mirror {
       fail(`keyring ${config.keyring} ${reason}${hint}`)
       return
     }
-    keys = await readKeyring(bytes, config.keyring).catch((error: Error) => {
-      fail(error.message)
-      return undefined
-    })
+    // Read here too, for a clear error at start; a keyring is a few kilobytes.
+    keyring = await readKeyring(bytes, config.keyring).then(
+      () => ({ bytes: new Uint8Array(bytes), source: config.keyring }),
+      (error: Error) => {
+        fail(error.message)
+        return undefined
+      },
+    )
   }
 
   async function loadSaved(): Promise<void> {
-    if (keys === undefined) return
+    if (keyring === undefined) return
     try {
-      const saved = await loadUpstreamMetadata(savedFile, { source, keys })
+      const saved = await loadUpstreamMetadata(savedFile, { source, verify })
       if (saved === undefined) return
       upstream = saved
       const publication = await accept(saved)
@@ -298,4 +349,40 @@ export function createMirror(options: MirrorOptions): Mirror {
       log.warn('inconsistent metadata', { mirror: config.name, error: message })
     },
   })
+}
+
+// Checks over every file run on the main thread (the store and the upstream
+// source are here): in slices, so that a publication of 100,000 files does not
+// hold the event loop for the whole pass.
+const SLICE_MS = 5
+// Encoding a large document for the worker, likewise: 1 MiB of text is a millisecond or two.
+const SLICE_CHARS = 1 << 20
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+
+/** The UTF-8 bytes of `text`, encoded a slice at a time between turns of the event loop. */
+async function utf8InSlices(text: string): Promise<ArrayBuffer> {
+  const bytes = new Uint8Array(Buffer.byteLength(text))
+  const encoder = new TextEncoder()
+  let written = 0
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + SLICE_CHARS, text.length)
+    // Never between the halves of a surrogate pair.
+    const last = text.charCodeAt(end - 1)
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--
+    written += encoder.encodeInto(text.slice(start, end), bytes.subarray(written)).written
+    start = end
+    if (start < text.length) await nextTurn()
+  }
+  return bytes.buffer
+}
+
+async function eachFile(publication: Publication, check: (file: ServableFile) => void): Promise<void> {
+  let sliceStart = performance.now()
+  for (const file of publication.files.values()) {
+    check(file)
+    if (performance.now() - sliceStart < SLICE_MS) continue
+    await nextTurn()
+    sliceStart = performance.now()
+  }
 }

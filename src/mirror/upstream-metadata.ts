@@ -1,44 +1,58 @@
 /**
  * The upstream half of a mirror's metadata: fetch `streams/v1/index.sjson`
- * and every products file it lists, verify each against the mirror's keyring,
- * parse it, and keep the last good set on disk so a restart with upstream down
- * still has it. Requests are conditional, and a products file whose index
- * entry did not change is not fetched again.
+ * and every products file it lists, and keep the last good set on disk so a
+ * restart with upstream down still has it. Requests are conditional, and a
+ * products file whose index entry did not change is not fetched again.
+ * Verifying and parsing happen in the metadata worker (`MetadataVerifier`):
+ * this module holds only the raw signed text, never a parsed document.
  */
 
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type * as openpgp from 'openpgp'
-import { parseIndex, parseProducts, StreamFormatError } from '../streams/documents.js'
-import { verifyClearsigned, SignatureError } from '../streams/signature.js'
-import type { IndexDocument, ProductsDocument } from '../streams/types.js'
 import type { UpstreamSource } from '../upstream/upstream-source.js'
 
 export const INDEX_PATH = 'streams/v1/index.sjson'
 
-/** One verified upstream `.sjson` file. */
+/** One upstream `.sjson` file, as upstream sent it. */
 export interface UpstreamDocument {
   /** Relative to the mirror root, e.g. `streams/v1/index.sjson`. */
   path: string
   /** The clearsigned bytes exactly as upstream sent them. */
   signed: string
-  /** The text inside the signature. */
-  text: string
+  /** Where it was read from, for messages (credentials redacted); not saved. */
+  location: string
   etag?: string
   lastModified?: string
 }
 
+/** What the signed index says of each products document, by content id: all a refresh needs to decide what to fetch. */
+export type IndexEntries = Record<string, { path: string; format?: string; updated?: string }>
+
 export interface UpstreamMetadata {
   /** When this set was last confirmed current with upstream (ms). */
   checkedAt: number
-  index: UpstreamDocument & { parsed: IndexDocument }
-  /** Products documents by content id. */
-  products: Map<string, UpstreamDocument & { parsed: ProductsDocument }>
+  /** The index, whose signature verified, with its entries. */
+  index: UpstreamDocument & { entries: IndexEntries }
+  /** Products documents by content id; verified when the publication is built from them. */
+  products: Map<string, UpstreamDocument>
+}
+
+/**
+ * Verifies and parses signed documents (in the metadata worker); rejects with
+ * `UpstreamMetadataError` naming `location`. A products document is checked
+ * while its upstream is the one being read, so that with several upstreams a
+ * bad one fails over to the next; the publication built from it later finds
+ * it already verified.
+ */
+export interface MetadataVerifier {
+  index(document: UpstreamDocument): Promise<IndexEntries>
+  /** Also checks its `content_id` is `contentId`. */
+  products(document: UpstreamDocument, contentId: string): Promise<void>
 }
 
 export interface FetchMetadataOptions {
   source: UpstreamSource
-  keys: openpgp.PublicKey[]
+  verify: MetadataVerifier
   previous?: UpstreamMetadata
 }
 
@@ -48,8 +62,7 @@ export class UpstreamMetadataError extends Error {
 }
 
 /** Where signed documents come from: upstream over HTTP, or the saved copy at start-up. */
-type DocumentReader = (path: string, previous: UpstreamDocument | undefined) => Promise<RawDocument | 'unchanged'>
-type RawDocument = Omit<UpstreamDocument, 'text'>
+type DocumentReader = (path: string, previous: UpstreamDocument | undefined) => Promise<UpstreamDocument | 'unchanged'>
 
 /**
  * Fetches the current upstream metadata; `changed` is false when upstream
@@ -66,63 +79,47 @@ export async function fetchUpstreamMetadata(options: FetchMetadataOptions): Prom
         if (previous === undefined) throw new UpstreamMetadataError(`${source.describe(path)}: 304 Not Modified to an unconditional request`)
         return 'unchanged'
       }
-      return { path, signed: result.text, etag: result.etag, lastModified: result.lastModified }
+      return { path, signed: result.text, location: source.describe(path), etag: result.etag, lastModified: result.lastModified }
     }
-    return assemble(read, source, options.keys, options.previous)
+    return assemble(read, source, options.verify, options.previous)
   }
   const { source } = options
   return source.withOneMember === undefined ? fetchFrom(source) : source.withOneMember(fetchFrom)
 }
 
-async function assemble(read: DocumentReader, source: UpstreamSource, keys: openpgp.PublicKey[], previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
+async function assemble(read: DocumentReader, source: UpstreamSource, verify: MetadataVerifier, previous: UpstreamMetadata | undefined): Promise<{ metadata: UpstreamMetadata; changed: boolean }> {
   const indexRaw = await read(INDEX_PATH, previous?.index)
   if (indexRaw === 'unchanged' && previous !== undefined) {
     return { metadata: { ...previous, checkedAt: Date.now() }, changed: false }
   }
-  const index = await verify(indexRaw as RawDocument, source, keys, parseIndex)
+  const raw = indexRaw as UpstreamDocument
+  const index = { ...raw, entries: await verify.index(raw) }
   const products: UpstreamMetadata['products'] = new Map()
-  for (const [contentId, entry] of Object.entries(index.parsed.index)) {
+  for (const [contentId, entry] of Object.entries(index.entries)) {
     if (entry.format !== undefined && entry.format !== 'products:1.0') continue
     // Signed is not enough: an entry may only name a file under the upstream root.
     const problem = source.pathProblem(entry.path)
     if (problem !== undefined) throw new UpstreamMetadataError(`${source.describe(INDEX_PATH)}: index["${contentId}"].path ${JSON.stringify(entry.path)} ${problem}`)
     const before = previous?.products.get(contentId)
-    const unchangedEntry = before !== undefined && before.path === entry.path && previous?.index.parsed.index[contentId]?.updated === entry.updated
-    const raw = unchangedEntry ? 'unchanged' : await read(entry.path, before)
-    const document = raw === 'unchanged' && before !== undefined ? before : await verify(raw as RawDocument, source, keys, parseProducts)
-    if (document.parsed.content_id !== contentId) {
-      throw new UpstreamMetadataError(`${source.describe(entry.path)}: content_id "${document.parsed.content_id}" differs from its index entry "${contentId}"`)
-    }
+    const unchangedEntry = before !== undefined && before.path === entry.path && previous?.index.entries[contentId]?.updated === entry.updated
+    const fetched = unchangedEntry ? 'unchanged' : await read(entry.path, before)
+    const document = fetched === 'unchanged' && before !== undefined ? before : (fetched as UpstreamDocument)
+    if (document !== before) await verify.products(document, contentId)
     products.set(contentId, document)
   }
   return { metadata: { checkedAt: Date.now(), index, products }, changed: true }
 }
 
-async function verify<T extends IndexDocument | ProductsDocument>(
-  raw: RawDocument,
-  source: UpstreamSource,
-  keys: openpgp.PublicKey[],
-  parser: (text: string, source: string) => T,
-): Promise<UpstreamDocument & { parsed: T }> {
-  const location = source.describe(raw.path)
-  try {
-    const text = await verifyClearsigned(raw.signed, keys)
-    return { ...raw, text, parsed: parser(text, location) }
-  } catch (error) {
-    if (error instanceof SignatureError) throw new UpstreamMetadataError(`${location}: ${error.message}`)
-    if (error instanceof StreamFormatError) throw new UpstreamMetadataError(error.message)
-    throw error
-  }
-}
+type SavedDocument = Omit<UpstreamDocument, 'location'>
 
 interface SavedMetadata {
   checkedAt: number
-  documents: RawDocument[]
+  documents: SavedDocument[]
 }
 
 /** Writes the set atomically: one file, replaced by rename. */
 export async function saveUpstreamMetadata(file: string, metadata: UpstreamMetadata): Promise<void> {
-  const strip = ({ path, signed, etag, lastModified }: UpstreamDocument): RawDocument => ({ path, signed, etag, lastModified })
+  const strip = ({ path, signed, etag, lastModified }: UpstreamDocument): SavedDocument => ({ path, signed, etag, lastModified })
   const saved: SavedMetadata = {
     checkedAt: metadata.checkedAt,
     documents: [strip(metadata.index), ...[...metadata.products.values()].map(strip)],
@@ -137,7 +134,7 @@ export async function saveUpstreamMetadata(file: string, metadata: UpstreamMetad
  * Reads a saved set back, verifying every signature again (the file on disk
  * is not trusted more than upstream). Undefined when there is none.
  */
-export async function loadUpstreamMetadata(file: string, options: { source: UpstreamSource; keys: openpgp.PublicKey[] }): Promise<UpstreamMetadata | undefined> {
+export async function loadUpstreamMetadata(file: string, options: { source: UpstreamSource; verify: MetadataVerifier }): Promise<UpstreamMetadata | undefined> {
   let saved: SavedMetadata
   try {
     saved = JSON.parse(await readFile(file, 'utf8')) as SavedMetadata
@@ -149,8 +146,8 @@ export async function loadUpstreamMetadata(file: string, options: { source: Upst
   const read: DocumentReader = async (path) => {
     const document = byPath.get(path)
     if (document === undefined) throw new UpstreamMetadataError(`${file}: no saved copy of ${path}`)
-    return document
+    return { ...document, location: options.source.describe(path) }
   }
-  const { metadata } = await assemble(read, options.source, options.keys, undefined)
+  const { metadata } = await assemble(read, options.source, options.verify, undefined)
   return { ...metadata, checkedAt: saved.checkedAt }
 }

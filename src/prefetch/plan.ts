@@ -8,7 +8,6 @@
 import type { Publication } from '../mirror/publication.js'
 import type { FillTarget } from '../store/fill.js'
 import type { StoredFile } from '../store/file-index.js'
-import { selectedVersions } from '../streams/selection.js'
 
 export type PlanAction = 'fetch' | 'keep' | 'drop'
 
@@ -45,12 +44,11 @@ export type IsStored = (sha256: string) => boolean
 /** The selected files not stored, one per sha256, in path order. */
 export function filesToFetch(publication: Publication, isStored: IsStored): FillTarget[] {
   const targets = new Map<string, FillTarget>()
-  for (const selection of publication.selections.values()) {
-    for (const file of selection.files) {
-      if (!isStored(file.sha256) && !targets.has(file.sha256)) targets.set(file.sha256, { sha256: file.sha256, size: file.size, path: file.path })
-    }
+  // Sorted by path already.
+  for (const file of publication.selectedFiles()) {
+    if (!isStored(file.sha256) && !targets.has(file.sha256)) targets.set(file.sha256, file)
   }
-  return [...targets.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+  return [...targets.values()]
 }
 
 export function buildPlan(mirrors: ReadonlyArray<{ name: string; publication: Publication }>, isStored: IsStored, garbage: readonly StoredFile[]): Plan {
@@ -58,23 +56,19 @@ export function buildPlan(mirrors: ReadonlyArray<{ name: string; publication: Pu
   const fetch = new Map<string, number>()
   const keep = new Map<string, number>()
   for (const { name, publication } of mirrors) {
-    for (const selection of publication.selections.values()) {
-      const byPath = new Map(selection.files.map((file) => [file.path, file]))
-      for (const { product, version, files: paths } of selectedVersions(selection)) {
-        const files = paths.map((path) => byPath.get(path)).filter((file) => file !== undefined)
-        const missing = files.filter((file) => !isStored(file.sha256))
-        for (const file of files) (isStored(file.sha256) ? keep : fetch).set(file.sha256, file.size)
-        versions.push({
-          mirror: name,
-          product,
-          version,
-          action: missing.length > 0 ? 'fetch' : 'keep',
-          files: files.length,
-          bytes: sum(files),
-          missingFiles: missing.length,
-          missingBytes: sum(missing),
-        })
-      }
+    for (const { product, version, files } of publication.versions()) {
+      const missing = files.filter((file) => !isStored(file.sha256))
+      for (const file of files) (isStored(file.sha256) ? keep : fetch).set(file.sha256, file.size)
+      versions.push({
+        mirror: name,
+        product,
+        version,
+        action: missing.length > 0 ? 'fetch' : 'keep',
+        files: files.length,
+        bytes: sum(files),
+        missingFiles: missing.length,
+        missingBytes: sum(missing),
+      })
     }
   }
   versions.push(...dropPlan(mirrors, garbage))
@@ -98,7 +92,7 @@ function dropPlan(mirrors: ReadonlyArray<{ name: string; publication: Publicatio
   for (const file of garbage) {
     const owners = new Map<string, { mirror: string; product: string; version: string }>()
     for (const { name, publication } of mirrors) {
-      for (const ref of publication.upstreamFiles.get(file.sha256) ?? []) {
+      for (const ref of publication.upstreamOwners(file.sha256)) {
         owners.set(JSON.stringify([name, ref.product, ref.version]), { mirror: name, product: ref.product, version: ref.version })
       }
     }

@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js'
 import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
 import type { FillSource } from '../store/fill.js'
 import { awaitFirstBytes } from '../store/first-bytes.js'
-import type { SelectedFile } from '../streams/selection.js'
+import type { ServableFile } from '../mirror/publication.js'
 import { sizeConflict } from '../streams/size-consistency.js'
 import { parseRange } from './byte-range.js'
 import { matchesEtag } from './etag.js'
@@ -31,7 +31,7 @@ export type FileAnswer =
 export const RETRY_AFTER_SECONDS = 30
 
 /** `missWaitMs`: how long a miss may wait for upstream's first byte, retries included (the mirror's `missWait`). */
-export async function answerFile(store: Store, file: SelectedFile, request: FileRequest, source: FillSource, missWaitMs: number): Promise<FileAnswer> {
+export async function answerFile(store: Store, file: ServableFile, request: FileRequest, source: FillSource, missWaitMs: number): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
   const stored = await store.openStored(file.sha256)
   // Content-Length and ranges come from the item's size: a stored file of

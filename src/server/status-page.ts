@@ -68,29 +68,17 @@ export function prefersHtml(accept: string | undefined): boolean {
 /** One row per selected product version, newest version first within a product. */
 export function versionRows(publication: Publication | undefined, store: Pick<Store, 'index'>): VersionRow[] {
   const rows: VersionRow[] = []
-  for (const { document } of publication?.selections.values() ?? []) {
-    for (const [product, entry] of Object.entries(document.products)) {
-      const label = ['os', 'release', 'arch', 'subarch', 'bootloader-type']
-        .map((key) => entry[key])
-        .filter((value): value is string => typeof value === 'string')
-        .join(' ')
-      for (const [version, { items }] of Object.entries(entry.versions)) {
-        const row: VersionRow = { product, label: label || product, version, files: 0, bytes: 0, cachedFiles: 0, cachedBytes: 0 }
-        const seen = new Set<string>()
-        for (const item of Object.values(items)) {
-          if (item.path === undefined || seen.has(item.path)) continue
-          seen.add(item.path)
-          const size = item.size ?? 0
-          row.files++
-          row.bytes += size
-          if (item.sha256 !== undefined && store.index.get(item.sha256) !== undefined) {
-            row.cachedFiles++
-            row.cachedBytes += size
-          }
-        }
-        rows.push(row)
+  for (const { product, label, version, files } of publication?.versions() ?? []) {
+    const row: VersionRow = { product, label, version, files: 0, bytes: 0, cachedFiles: 0, cachedBytes: 0 }
+    for (const file of files) {
+      row.files++
+      row.bytes += file.size
+      if (store.index.get(file.sha256) !== undefined) {
+        row.cachedFiles++
+        row.cachedBytes += file.size
       }
     }
+    rows.push(row)
   }
   return rows.sort((a, b) => a.label.localeCompare(b.label) || a.product.localeCompare(b.product) || b.version.localeCompare(a.version))
 }

@@ -91,15 +91,10 @@ function selectionStatus(publication: Publication | undefined, store: Store) {
   // path), not `publication.files`: with `publish: "cached"` that also holds
   // the older versions still published, which are stored while the selection
   // waits for its own, and would show the selection as cached.
-  const counted = new Set<string>()
-  for (const selection of publication?.selections.values() ?? []) {
-    for (const file of selection.files) {
-      if (counted.has(file.path)) continue
-      counted.add(file.path)
-      if (store.index.get(file.sha256) !== undefined) {
-        cachedFiles++
-        cachedBytes += file.size
-      }
+  for (const file of publication?.selectedFiles() ?? []) {
+    if (store.index.get(file.sha256) !== undefined) {
+      cachedFiles++
+      cachedBytes += file.size
     }
   }
   return { ...summary, cachedFiles, cachedBytes }

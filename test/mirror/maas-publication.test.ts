@@ -222,7 +222,7 @@ describe('an upstream document MAAS 3.8 rejects', () => {
     })
     h.upstream.setTree(next)
     await h.proxy.core.mirrors[0]?.refresh()
-    assert.ok(h.proxy.core.mirrors[0]?.current()?.source.index.parsed.index[IMAGES]?.products?.some((name) => name.includes(':20.04:')), 'rebuilt from the new upstream')
+    assert.ok(h.proxy.core.mirrors[0]?.current()?.source.index.signed.includes('"com.ubuntu.maas.stable:v3:boot:20.04:'), 'rebuilt from the new upstream index')
     assert.deepEqual(await statusProblems(h), expected)
     assert.deepEqual(logged(), expected.map((problem) => `warn ${problem}`))
   })

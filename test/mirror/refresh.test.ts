@@ -79,7 +79,7 @@ describe('a metadata refresh', () => {
         await fetch(h.url('streams/v1/index.sjson'))
         await sleep(500)
       }
-      assert.equal(mirror.current()?.source.index.parsed.updated, next.index.updated, 'the publication is built from metadata upstream replaced')
+      assert.equal(mirror.current()?.upstreamUpdated, next.index.updated, 'the publication is built from metadata upstream replaced')
       assert.deepEqual(await publishedVersions(h, IMAGES), ['20250301'])
     } finally {
       await h.close()

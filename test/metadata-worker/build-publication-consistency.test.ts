@@ -1,5 +1,5 @@
 /**
- * buildPublication on its own: a sha256 listed at two sizes, or a path naming
+ * buildPublication (the metadata worker's build) on its own: a sha256 listed at two sizes, or a path naming
  * two files across products documents, is refused naming the items; the
  * selection digest changes only with the selected (path, sha256, size) set.
  */
@@ -8,8 +8,8 @@ import { describe, test, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { MirrorConfig } from '../../src/config/types.js'
-import { buildPublication } from '../../src/mirror/publication.js'
-import { INDEX_PATH, type UpstreamMetadata } from '../../src/mirror/upstream-metadata.js'
+import { buildPublication, type PublishInput } from '../../src/metadata-worker/build-publication.js'
+import { INDEX_PATH } from '../../src/mirror/upstream-metadata.js'
 import { generateSigningKey, type SigningKey } from '../../src/streams/signing-key.js'
 import { InconsistentMetadataError } from '../../src/streams/size-consistency.js'
 import type { ProductsDocument, StreamItem } from '../../src/streams/types.js'
@@ -40,10 +40,9 @@ function products(contentId: string, items: Item[]): ProductsDocument {
   return doc
 }
 
-function metadata(documents: ProductsDocument[]): UpstreamMetadata {
+function metadata(documents: ProductsDocument[]): Pick<PublishInput, 'index' | 'products'> {
   const index = Object.fromEntries(documents.map((doc) => [doc.content_id, { path: `streams/v1/${doc.content_id}.sjson`, format: 'products:1.0' }]))
   return {
-    checkedAt: 0,
     index: { path: INDEX_PATH, signed: '', text: '', parsed: { format: 'index:1.0', index } },
     products: new Map(documents.map((doc) => [doc.content_id, { path: `streams/v1/${doc.content_id}.sjson`, signed: '', text: '', parsed: doc }])),
   }
@@ -57,7 +56,7 @@ describe('buildPublication', () => {
     selections: selections(groups),
   })
   const build = (documents: ProductsDocument[], groups?: Array<{ filters: string[]; max?: number }>) =>
-    buildPublication({ metadata: metadata(documents), mirror: mirror(groups), signingKey: key.privateKey })
+    buildPublication({ ...metadata(documents), mirror: mirror(groups), signingKey: key.privateKey, isStored: () => false })
   before(async () => {
     key = await generateSigningKey({ name: 'test' })
   })
@@ -87,7 +86,7 @@ describe('buildPublication', () => {
         { product: 'pa', version: 'v1', item: 'two', path: 'x/two', sha256, size: 7 },
       ]),
     ])
-    assert.equal(publication.files.size, 2)
+    assert.equal(publication.tables.files.paths.length, 2)
   })
 
   test('the selection digest follows the selected (path, sha256, size) set only', async () => {
@@ -96,7 +95,7 @@ describe('buildPublication', () => {
       { product: 'pb', version: 'v1', item: 'kernel', path: 'pb/v1/kernel' },
     ]
     const groups = [{ filters: ['arch=amd64'] }]
-    const digest = async (list: Item[]) => (await build([products(A, list)], groups)).selectionDigest
+    const digest = async (list: Item[]) => (await build([products(A, list)], groups)).tables.selectionDigest
     const base = await digest(items)
     assert.match(base, /^[0-9a-f]{64}$/)
     assert.equal(await digest(JSON.parse(JSON.stringify(items)) as Item[]), base, 'equal documents, equal digest')

@@ -1,0 +1,36 @@
+/**
+ * The metadata worker dying mid-job (here of its heap limit, as a hostile
+ * document would make it: 12 MB of short lines inside a real index, so that
+ * it passes the cheap signature checks and reaches openpgp's parser): the job fails, which a mirror records as its
+ * metadata error, the process stays up, and the next job runs on a new worker.
+ */
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { silentLogger } from '../../src/log/logger.js'
+import { createMetadataWorker } from '../../src/metadata-worker/metadata-worker.js'
+import { startHarness } from '../support/proxy-harness.js'
+
+test('a worker that dies mid-job fails only that job; the next one runs on a new worker', { timeout: 120_000 }, async () => {
+  const h = await startHarness()
+  // A heap too small for the document: the worker dies of it, as it would of a hostile one.
+  const worker = createMetadataWorker({ signingKeyArmored: h.proxy.core.signingKey.privateKey.armor(), log: silentLogger, maxHeapMb: 32 })
+  try {
+    const keyring = { bytes: await readFile(h.keyringPath), source: h.keyringPath }
+    const real = (h.tree.files.get('streams/v1/index.sjson') as Buffer).toString()
+    const bodyAt = real.indexOf('\n\n') + 2
+    const hostile = Buffer.from(`${real.slice(0, bodyAt)}${'a\n'.repeat(6 * 1024 * 1024)}${real.slice(bodyAt)}`)
+    const signed = new Uint8Array(hostile).slice().buffer
+    await assert.rejects(worker.run({ kind: 'verify-index', keyring, index: { path: 'streams/v1/index.sjson', location: 'test', signed } }, [signed]), /metadata worker died/)
+    assert.equal(worker.restarts, 1)
+    // The process is up and serving.
+    assert.equal((await fetch(h.url('streams/v1/index.sjson'))).status, 200)
+    const index = new Uint8Array(h.tree.files.get('streams/v1/index.sjson') as Buffer).slice().buffer
+    const entries = await worker.run({ kind: 'verify-index', keyring, index: { path: 'streams/v1/index.sjson', location: 'test', signed: index } }, [index])
+    assert.deepEqual(Object.keys(entries).sort(), [...h.tree.products.keys()].sort())
+  } finally {
+    await worker.close()
+    await h.close()
+  }
+})
