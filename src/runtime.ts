@@ -20,6 +20,8 @@ import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.j
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
+import { createRateBudget, type RateBudget } from './upstream/rate-budget.js'
+import type { BandwidthStatus } from './server/status-report.js'
 
 export interface ProxyCore {
   config: Config
@@ -31,6 +33,8 @@ export interface ProxyCore {
   prefetcher: Prefetcher
   traffic: Traffic
   log: Logger
+  /** Rate limits and prefetch windows as `/status` shows them. */
+  bandwidth(): BandwidthStatus
   /** Stops the prefetcher, then closes the store and the client. */
   close(): Promise<void>
 }
@@ -49,6 +53,10 @@ export interface CoreOptions {
   leaseTtlMs?: number
   /** With no metadata held, how long after a failed fetch requests are answered 503 without asking upstream. */
   metadataUnavailableRetryMs?: number
+  /** The local time `prefetch.windows` are read against; tests pass a fake clock. */
+  now?: () => Date
+  /** How often the prefetch schedule looks at the clock for its windows; default 30 s. */
+  windowCheckMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -59,8 +67,10 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   // Created below, after the store whose commits they hear about.
   let mirrors: Mirror[] = []
   if (created) log.info('created signing key', { path: config.signingKey, fingerprint: signingKey.fingerprint })
+  const budget = createBudget(config)
   const store = await openStore({
     dataDir: config.dataDir,
+    budget,
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
@@ -102,6 +112,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     attempts: options.prefetchAttempts,
     retryBaseMs: options.prefetchRetryBaseMs ?? options.fillRetryBaseMs,
     leaseTtlMs: options.leaseTtlMs,
+    budget,
+    now: options.now,
+    windowCheckMs: options.windowCheckMs,
   })
   return {
     config,
@@ -112,12 +125,36 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     prefetcher,
     traffic,
     log,
+    bandwidth() {
+      const window = prefetcher.window()
+      const rates = budget?.status()
+      return {
+        upstreamRate: rates?.upstreamRate ?? null,
+        prefetchRate: rates?.prefetchRate ?? null,
+        prefetchWindows: window.windows,
+        prefetchWindowOpen: window.open,
+        prefetchPaused: window.paused,
+        waiting: rates?.waiting ?? { miss: 0, prefetch: 0 },
+      }
+    },
     async close() {
       await prefetcher.stop()
       await store.close()
       client.close()
     },
   }
+}
+
+/**
+ * The budget upstream bodies are read through, when there is anything to
+ * hold them to: a rate, or windows outside which prefetch transfers wait.
+ * Without either, bodies are read directly, as fast as the link gives them.
+ */
+function createBudget(config: Config): RateBudget | undefined {
+  const upstreamRate = config.limits?.upstreamRate
+  const prefetchRate = config.prefetch.rate
+  if (upstreamRate === undefined && prefetchRate === undefined && (config.prefetch.windows ?? []).length === 0) return undefined
+  return createRateBudget({ bytesPerSecond: upstreamRate ?? Infinity, prefetchBytesPerSecond: prefetchRate ?? Infinity })
 }
 
 export interface RunningProxy {
@@ -147,6 +184,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     traffic: core.traffic,
     log: core.log,
     prefetchStatus: (mirror) => core.prefetcher.status(mirror),
+    bandwidth: () => core.bandwidth(),
     sendStallTimeoutMs: options.sendStallTimeoutMs,
   })
   // Node enforces headersTimeout only when it checks its connections, every

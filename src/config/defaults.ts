@@ -17,7 +17,8 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
   dataDir: './data',
   metadataTtl: '10m',
-  prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  // No rate keys: upstream and prefetch take what the link gives, as before.
+  prefetch: { onStart: true, interval: '1h', concurrency: 4, windows: [] },
   // Inside MAAS's 10 s wait for a first byte, with time to spare for the reset to reach it.
   mirror: { metadata: 'filtered', publish: 'selected', missFailure: 'reset', missWait: '8s' },
 } as const

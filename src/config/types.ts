@@ -4,6 +4,7 @@
  */
 
 import type { Filter } from '../streams/filter.js'
+import type { TimeWindow } from '../prefetch/windows.js'
 
 export interface SelectionConfig {
   filters: Filter[]
@@ -40,6 +41,15 @@ export interface PrefetchConfig {
   /** Seconds between passes. */
   interval: number
   concurrency: number
+  /** Bytes per second prefetch transfers may take together; undefined for no cap of their own. */
+  rate?: number
+  /** Local times when scheduled passes run; empty or left out for always. */
+  windows?: TimeWindow[]
+}
+
+export interface LimitsConfig {
+  /** Bytes per second over every upstream transfer; undefined for no cap. */
+  upstreamRate?: number
 }
 
 export interface Config {
@@ -51,6 +61,8 @@ export interface Config {
   /** Seconds. */
   metadataTtl: number
   prefetch: PrefetchConfig
+  /** Left out by configurations built in code: no limits. */
+  limits?: LimitsConfig
   mirrors: MirrorConfig[]
   /** Where the configuration came from: a file path, or `built-in default`. */
   source: string

@@ -11,6 +11,8 @@ import { FilterSyntaxError, parseFilter } from '../streams/filter.js'
 import type { Config, MirrorConfig, SelectionConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
+import { RateSyntaxError, parseRate } from './rate.js'
+import { WindowSyntaxError, parseWindow, type TimeWindow } from '../prefetch/windows.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -32,9 +34,10 @@ export interface ValidateConfigOptions {
   baseDir: string
 }
 
-const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors']
+const TOP_KEYS = ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors']
 const LISTEN_KEYS = ['host', 'port']
-const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency']
+const PREFETCH_KEYS = ['onStart', 'interval', 'concurrency', 'rate', 'windows']
+const LIMITS_KEYS = ['upstreamRate']
 const MIRROR_KEYS = ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections']
 const SELECTION_KEYS = ['filters', 'max']
 const METADATA_MODES = ['filtered', 'upstream'] as const
@@ -79,6 +82,16 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const onStart = check.boolean(orDefault(prefetch.onStart, DEFAULTS.prefetch.onStart), 'prefetch.onStart')
   const interval = check.duration(orDefault(prefetch.interval, DEFAULTS.prefetch.interval), 'prefetch.interval')
   const concurrency = check.integer(orDefault(prefetch.concurrency, DEFAULTS.prefetch.concurrency), 'prefetch.concurrency', 1, 64)
+  const windows = check
+    .array(orDefault(prefetch.windows, DEFAULTS.prefetch.windows), 'prefetch.windows')
+    .map((window, index) => check.window(window, `prefetch.windows[${index}]`))
+
+  const limits = check.object(orDefault(top.limits, {}), 'limits', LIMITS_KEYS)
+  const upstreamRate = limits.upstreamRate === undefined ? undefined : check.rate(limits.upstreamRate, 'limits.upstreamRate')
+  const prefetchRate = prefetch.rate === undefined ? undefined : check.rate(prefetch.rate, 'prefetch.rate')
+  if (prefetchRate !== undefined && upstreamRate !== undefined && prefetchRate > upstreamRate) {
+    check.fail('prefetch.rate', `${describeValue(prefetch.rate)} exceeds limits.upstreamRate ${describeValue(limits.upstreamRate)}`)
+  }
 
   if (top.mirrors === undefined) {
     check.fail('mirrors', 'missing (at least one mirror is required)')
@@ -95,7 +108,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     dataDir,
     signingKey,
     metadataTtl,
-    prefetch: { onStart, interval, concurrency },
+    prefetch: { onStart, interval, concurrency, ...(prefetchRate === undefined ? {} : { rate: prefetchRate }), windows },
+    limits: upstreamRate === undefined ? {} : { upstreamRate },
     mirrors,
     source: options.source,
   }
@@ -268,6 +282,24 @@ class Checker {
       this.fail(key, `expected ${choices.map((choice) => `"${choice}"`).join(' or ')}, got ${describeValue(value)}`)
     }
     return value as T
+  }
+
+  rate(value: unknown, key: string): number {
+    try {
+      return parseRate(value)
+    } catch (error) {
+      if (error instanceof RateSyntaxError) this.fail(key, error.message)
+      throw error
+    }
+  }
+
+  window(value: unknown, key: string): TimeWindow {
+    try {
+      return parseWindow(this.string(value, key))
+    } catch (error) {
+      if (error instanceof WindowSyntaxError) this.fail(key, error.message)
+      throw error
+    }
   }
 
   /**

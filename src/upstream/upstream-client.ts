@@ -133,7 +133,12 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       // Bound every silence in the body: a stalled upstream must fail the
       // transfer, not hold its clients (MAAS gives up after 10 s) forever.
       const socket = response.socket
-      const onIdle = () => response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
+      const onIdle = () => {
+        // A body its reader holds back (the rate budget, a slow disk) is quiet
+        // because of us, not upstream: look again one period later.
+        if (response.isPaused()) return void socket.setTimeout(idleTimeoutMs)
+        response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
+      }
       socket.setTimeout(idleTimeoutMs)
       socket.on('timeout', onIdle)
       response.once('close', () => {
