@@ -17,7 +17,6 @@ export interface TimeWindow {
 }
 
 const WINDOW_SYNTAX = /^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$/
-const DAY_MINUTES = 24 * 60
 
 export function parseWindow(text: string): TimeWindow {
   const match = WINDOW_SYNTAX.exec(text)
@@ -31,7 +30,7 @@ export function parseWindow(text: string): TimeWindow {
   if (endMinute > 59 || endHour > 24 || (endHour === 24 && endMinute > 0)) fail('has an end that is not a time of day (00:00 to 24:00)')
   const start = startHour * 60 + startMinute
   const end = endHour * 60 + endMinute
-  if (start === end % DAY_MINUTES) fail('starts where it ends (use "00:00-24:00" for the whole day)')
+  if (start === end) fail('starts where it ends (use "00:00-24:00" for the whole day)')
   return { start, end, text }
 }
 

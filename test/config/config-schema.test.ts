@@ -54,7 +54,11 @@ describe('config.example.json', () => {
     assert.equal(config.dataDir, join(root, 'data'))
     assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.deepEqual(
+      { ...config.prefetch, windows: config.prefetch.windows?.map((window) => window.text) },
+      { onStart: true, interval: 3600, concurrency: 4, rate: 50_000_000, windows: ['00:00-24:00'] },
+    )
+    assert.deepEqual(config.limits, { upstreamRate: 125_000_000 })
     const [stable] = config.mirrors
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
@@ -74,7 +78,7 @@ describe('config.example.json', () => {
 
   test('shows every key the loader knows', () => {
     const mirror = (example.mirrors as Record<string, unknown>[])[0] ?? {}
-    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'mirrors'])
+    assert.deepEqual(Object.keys(example), ['$schema', 'listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits', 'mirrors'])
     assert.deepEqual(Object.keys(mirror), ['name', 'path', 'upstream', 'keyring', 'metadata', 'publish', 'missFailure', 'missWait', 'selections'])
   })
 })
@@ -82,7 +86,7 @@ describe('config.example.json', () => {
 describe('the loader and the schema agree', () => {
   const accepted: [string, (config: any) => void][] = [
     ['only mirrors', (config) => {
-      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch']) delete config[key]
+      for (const key of ['listen', 'dataDir', 'signingKey', 'metadataTtl', 'prefetch', 'limits']) delete config[key]
       for (const key of ['keyring', 'metadata', 'publish', 'selections']) delete config.mirrors[0][key]
     }],
     ['durations as numbers of seconds', (config) => {
@@ -92,6 +96,13 @@ describe('the loader and the schema agree', () => {
     ['an upstream without a trailing slash', (config) => (config.mirrors[0].upstream = 'http://images.example:8000/stable')],
     ['port 0', (config) => (config.listen.port = 0)],
     ['a selection without max', (config) => delete config.mirrors[0].selections[0].max],
+    ['rates in each unit family and as a number', (config) => {
+      config.limits.upstreamRate = '2.5MiB/s'
+      config.prefetch.rate = 1_000_000
+    }],
+    ['a rate in bits', (config) => (config.limits.upstreamRate = '800Mbit/s')],
+    ['windows wrapping midnight and ending at 24:00', (config) => (config.prefetch.windows = ['22:00-06:00', '12:00-24:00'])],
+    ['no windows', (config) => (config.prefetch.windows = [])],
   ]
   for (const [what, edit] of accepted) {
     test(`both accept ${what}`, async () => {
@@ -125,6 +136,12 @@ describe('the loader and the schema agree', () => {
     ['an unknown missFailure', (config) => (config.mirrors[0].missFailure = 'close'), 'mirrors[0].missFailure'],
     ['a missWait of 0', (config) => (config.mirrors[0].missWait = 0), 'mirrors[0].missWait'],
     ['no mirrors', (config) => (config.mirrors = []), 'mirrors'],
+    ['a rate that is a word', (config) => (config.limits.upstreamRate = 'fast'), 'limits.upstreamRate'],
+    ['a rate of 0', (config) => (config.limits.upstreamRate = 0), 'limits.upstreamRate'],
+    ['a prefetch rate without a unit', (config) => (config.prefetch.rate = '20M'), 'prefetch.rate'],
+    ['an unknown limits key', (config) => (config.limits.downstreamRate = '1MB/s'), 'limits.downstreamRate'],
+    ['a window starting at 25:00', (config) => (config.prefetch.windows = ['25:00-06:00']), 'prefetch.windows[0]'],
+    ['a window without minutes', (config) => (config.prefetch.windows = ['22-06']), 'prefetch.windows[0]'],
   ]
   for (const [what, edit, key] of rejected) {
     test(`both reject ${what}`, async () => {

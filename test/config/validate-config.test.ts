@@ -28,7 +28,8 @@ describe('validateConfig defaults', () => {
     assert.equal(config.dataDir, '/srv/proxy/data')
     assert.equal(config.signingKey, '/srv/proxy/data/signing-key.asc')
     assert.equal(config.metadataTtl, 600)
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4, windows: [] })
+    assert.deepEqual(config.limits, {})
     assert.equal(config.source, 'config.json')
     const [only] = config.mirrors
     assert.ok(only)
@@ -48,7 +49,7 @@ describe('validateConfig defaults', () => {
   test('half-given listen and prefetch objects keep the defaults of the other keys', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64, windows: [] })
   })
 
   test('every key given is kept, converted and resolved', () => {
@@ -59,7 +60,8 @@ describe('validateConfig defaults', () => {
         dataDir: 'cache',
         signingKey: 'keys/proxy.asc',
         metadataTtl: 90,
-        prefetch: { onStart: false, interval: '1d', concurrency: 8 },
+        prefetch: { onStart: false, interval: '1d', concurrency: 8, rate: '160Mbit/s', windows: ['22:00-06:00'] },
+        limits: { upstreamRate: '20MB/s' },
         mirrors: [
           mirror({
             upstream: 'http://mirror.example:8000/ephemeral-v3/stable',
@@ -76,7 +78,8 @@ describe('validateConfig defaults', () => {
     assert.equal(config.dataDir, '/srv/proxy/cache')
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
-    assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
+    assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8, rate: 20_000_000, windows: [{ start: 22 * 60, end: 6 * 60, text: '22:00-06:00' }] })
+    assert.deepEqual(config.limits, { upstreamRate: 20_000_000 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.equal(only.upstream, 'http://mirror.example:8000/ephemeral-v3/stable/', 'a trailing slash is added')
@@ -99,9 +102,9 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port)'],
-    ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
+    ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency, rate, windows)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, keyring, metadata, publish, missFailure, missWait, selections)'],
     ['an unknown selection key', { mirrors: [mirror({ selections: [{ filters: [], keep: 1 }] })] }, 'config.json: mirrors[0].selections[0].keep: unknown key (expected one of filters, max)'],
     ['a non-string $schema', { $schema: 1, mirrors: [mirror()] }, 'config.json: $schema: expected a non-empty string, got 1'],
@@ -165,6 +168,20 @@ describe('validateConfig rejections name the key', () => {
     ['a path inside another', { mirrors: [mirror({ path: '/maas/' }), mirror({ name: 'candidate', path: '/maas/candidate/' })] }, 'config.json: mirrors[1].path: "/maas/candidate/" overlaps mirrors[0].path "/maas/" (one may not be a prefix of the other)'],
     ['a path containing a later one', { mirrors: [mirror({ path: '/maas/stable/' }), mirror({ name: 'all', path: '/maas/' })] }, 'config.json: mirrors[1].path: "/maas/" overlaps mirrors[0].path "/maas/stable/" (one may not be a prefix of the other)'],
     ['a problem in the second mirror', { mirrors: [mirror(), mirror({ name: 'candidate', path: '/candidate/', publish: 'newest' })] }, 'config.json: mirrors[1].publish: expected "selected" or "cached", got "newest"'],
+    ['an unknown limits key', { limits: { rate: '1MB/s' }, mirrors: [mirror()] }, 'config.json: limits.rate: unknown key (expected one of upstreamRate)'],
+    ['a rate that is a word', { limits: { upstreamRate: 'fast' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "fast" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a rate of 0', { limits: { upstreamRate: 0 }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: 0 is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a rate of "0MB/s"', { limits: { upstreamRate: '0MB/s' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "0MB/s" is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a rate without "/s"', { limits: { upstreamRate: '20MB' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "20MB" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a negative rate', { limits: { upstreamRate: -5e6 }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: -5000000 is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a bad prefetch rate', { prefetch: { rate: 'fast' }, mirrors: [mirror()] }, 'config.json: prefetch.rate: "fast" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a prefetch rate above the upstream rate', { prefetch: { rate: '30MB/s' }, limits: { upstreamRate: '20MB/s' }, mirrors: [mirror()] }, 'config.json: prefetch.rate: "30MB/s" exceeds limits.upstreamRate "20MB/s"'],
+    ['windows as a string', { prefetch: { windows: '22:00-06:00' }, mirrors: [mirror()] }, 'config.json: prefetch.windows: expected a list, got "22:00-06:00"'],
+    ['a window starting at 25:00', { prefetch: { windows: ['25:00-06:00'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "25:00-06:00" has a start that is not a time of day (00:00 to 23:59)'],
+    ['a window ending at 06:60', { prefetch: { windows: ['22:00-06:00', '12:00-06:60'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[1]: "12:00-06:60" has an end that is not a time of day (00:00 to 24:00)'],
+    ['a window in another shape', { prefetch: { windows: ['10pm-6am'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "10pm-6am" is not a window (use "HH:MM-HH:MM" in local time, e.g. "22:00-06:00")'],
+    ['an empty window', { prefetch: { windows: ['06:00-06:00'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "06:00-06:00" starts where it ends (use "00:00-24:00" for the whole day)'],
+    ['a window that is not a string', { prefetch: { windows: [22] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: expected a non-empty string, got 22'],
   ]
   for (const [what, raw, message] of cases) {
     test(what, () => assert.equal(rejection(raw), message))
