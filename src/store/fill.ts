@@ -322,7 +322,10 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     fill(target, source, priority = 'miss') {
       const existing = running.get(target.sha256)
       if (existing !== undefined) {
-        if (priority === 'miss') existing.priority = 'miss'
+        if (priority === 'miss' && existing.priority !== 'miss') {
+          existing.priority = 'miss'
+          options.budget?.reprioritized()
+        }
         return existing
       }
       const fill = new SharedFill(target)

@@ -46,6 +46,8 @@ export interface RateBudget {
   throttle(body: Readable, priority: () => TransferPriority): Readable
   /** While paused, prefetch transfers are held however many tokens there are. */
   pausePrefetch(paused: boolean): void
+  /** A transfer's priority was raised: a held prefetch transfer that is now a miss's goes at once. */
+  reprioritized(): void
   status(): RateBudgetStatus
 }
 
@@ -180,6 +182,7 @@ export function createRateBudget(options: RateBudgetOptions): RateBudget {
       prefetchPaused = paused
       serve()
     },
+    reprioritized: serve,
     status() {
       const waiting = { miss: 0, prefetch: 0 }
       for (const waiter of waiters) waiting[waiter.priority()]++

@@ -133,6 +133,21 @@ describe('rate budget', () => {
     assert.deepEqual(budget.status(), { upstreamRate: 1_000_000, prefetchRate: null, prefetchPaused: false, waiting: { miss: 0, prefetch: 0 } })
   })
 
+  test('a paused prefetch transfer raised to miss priority goes at once', async () => {
+    const clock = fakeClock()
+    const budget = createRateBudget({ bytesPerSecond: 1_000_000, now: clock.now, schedule: clock.schedule })
+    budget.pausePrefetch(true)
+    let priority: TransferPriority = 'prefetch'
+    const joined = transfer(budget, 1_000, () => priority)
+    await clock.advance(10_000)
+    assert.equal(joined.granted(), 0)
+    priority = 'miss'
+    budget.reprioritized()
+    await clock.advance(1_000)
+    assert.ok(joined.granted() >= 1_000_000, `granted ${joined.granted()}`)
+    joined.stop()
+  })
+
   test('an aborted wait leaves the queue', async () => {
     const clock = fakeClock()
     const budget = createRateBudget({ bytesPerSecond: 1_000, now: clock.now, schedule: clock.schedule })
