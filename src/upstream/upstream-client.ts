@@ -134,9 +134,10 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       // transfer, not hold its clients (MAAS gives up after 10 s) forever.
       const socket = response.socket
       const onIdle = () => {
-        // A body its reader holds back (the rate budget, a slow disk) is quiet
-        // because of us, not upstream: look again one period later.
-        if (response.isPaused()) return void socket.setTimeout(idleTimeoutMs)
+        // Bytes waiting unread: the reader holds the body back (the rate
+        // budget, a slow disk), so the quiet is ours, not upstream's. Look
+        // again one period later.
+        if (response.readableLength > 0) return void socket.setTimeout(idleTimeoutMs)
         response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
       }
       socket.setTimeout(idleTimeoutMs)
