@@ -28,6 +28,8 @@ import { VerificationError } from './store/fill.js'
 import { createSource } from './upstream/create-source.js'
 import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type TransportSettings, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
+import { createRateBudget, type RateBudget } from './upstream/rate-budget.js'
+import type { BandwidthStatus } from './server/status-report.js'
 
 export interface ProxyCore {
   /** The configuration in force; replaced, with `mirrors` and `prefetcher`, by `reconfigure`. */
@@ -53,6 +55,8 @@ export interface ProxyCore {
    * the old one finish.
    */
   reconfigure(config: Config): Promise<void>
+  /** Rate limits and prefetch windows as `/status` shows them. */
+  bandwidth(): BandwidthStatus
   /** Stops the prefetcher and the metadata worker, then closes the store and the client. */
   close(): Promise<void>
 }
@@ -71,6 +75,10 @@ export interface CoreOptions {
   leaseTtlMs?: number
   /** With no metadata held, how long after a failed fetch requests are answered 503 without asking upstream. */
   metadataUnavailableRetryMs?: number
+  /** The local time `prefetch.windows` are read against; tests pass a fake clock. */
+  now?: () => Date
+  /** How often the prefetch schedule looks at the clock for its windows; default 30 s. */
+  windowCheckMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -81,8 +89,10 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   // Created below, after the store whose commits they hear about.
   let mirrors: Mirror[] = []
   if (created) log.info('created signing key', { path: config.signingKey, fingerprint: signingKey.fingerprint })
+  const budget = createBudget(config)
   const store = await openStore({
     dataDir: config.dataDir,
+    budget,
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
@@ -153,6 +163,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       attempts: options.prefetchAttempts,
       retryBaseMs: options.prefetchRetryBaseMs ?? options.fillRetryBaseMs,
       leaseTtlMs: options.leaseTtlMs,
+      budget,
+      now: options.now,
+      windowCheckMs: options.windowCheckMs,
     })
   mirrors = await buildMirrors(config)
   const core: ProxyCore = {
@@ -176,6 +189,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       core.prefetcher = buildPrefetcher(settings, built)
       await previous.stop()
     },
+    bandwidth() {
+      const window = core.prefetcher.window()
+      const rates = budget?.status()
+      return {
+        upstreamRate: rates?.upstreamRate ?? null,
+        prefetchRate: rates?.prefetchRate ?? null,
+        prefetchWindows: window.windows,
+        prefetchWindowOpen: window.open,
+        prefetchPaused: window.paused,
+        waiting: rates?.waiting ?? { miss: 0, prefetch: 0 },
+      }
+    },
     async close() {
       await core.prefetcher.stop()
       await metadataWorker.close()
@@ -184,6 +209,18 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     },
   }
   return core
+}
+
+/**
+ * The budget upstream bodies are read through, when there is anything to
+ * hold them to: a rate, or windows outside which prefetch transfers wait.
+ * Without either, bodies are read directly, as fast as the link gives them.
+ */
+function createBudget(config: Config): RateBudget | undefined {
+  const upstreamRate = config.limits.upstreamRate
+  const prefetchRate = config.prefetch.rate
+  if (upstreamRate === undefined && prefetchRate === undefined && (config.prefetch.windows ?? []).length === 0) return undefined
+  return createRateBudget({ bytesPerSecond: upstreamRate ?? Infinity, prefetchBytesPerSecond: prefetchRate ?? Infinity })
 }
 
 export interface RunningProxy {
@@ -218,6 +255,9 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   ['listen.tls', (config) => config.listen.tls !== undefined],
   ['dataDir', (config) => config.dataDir],
   ['signingKey', (config) => config.signingKey],
+  // The budget every fill reads through is made once, at start, with these rates.
+  ['limits.upstreamRate', (config) => config.limits.upstreamRate],
+  ['prefetch.rate', (config) => config.prefetch.rate],
   // The upstream client, which enforces these, is kept across reloads with its connections.
   ['limits.metadataMaxBytes', (config) => config.limits.metadataMaxBytes],
   ['limits.metadataTimeout', (config) => config.limits.metadataTimeout],
@@ -242,6 +282,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       traffic: core.traffic,
       log: core.log,
       prefetchStatus: (mirror) => core.prefetcher.status(mirror),
+      bandwidth: () => core.bandwidth(),
       sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
     // An HTTP/1.0 request may come without Host (RFC 9112 requires it of

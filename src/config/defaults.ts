@@ -21,7 +21,8 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
   dataDir: './data',
   metadataTtl: '10m',
-  prefetch: { onStart: true, interval: '1h', concurrency: 4 },
+  // No rate keys: upstream and prefetch take what the link gives.
+  prefetch: { onStart: true, interval: '1h', concurrency: 4, windows: [] },
   // Real streams are a few MB; far above that, but bounded.
   limits: { pipelinedRequests: 32, metadataMaxBytes: '64MiB', metadataTimeout: '2m' },
   // A failed upstream is skipped for a few refresh retries (each 60 s), then asked again.

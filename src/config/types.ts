@@ -4,6 +4,7 @@
  */
 
 import type { Filter } from '../streams/filter.js'
+import type { TimeWindow } from '../prefetch/windows.js'
 
 export interface SelectionConfig {
   filters: Filter[]
@@ -59,6 +60,10 @@ export interface PrefetchConfig {
   /** Seconds between passes. */
   interval: number
   concurrency: number
+  /** Bytes per second prefetch transfers may take together; undefined for no cap of their own. */
+  rate?: number
+  /** Local times when scheduled passes run; empty or left out for always. */
+  windows?: TimeWindow[]
 }
 
 export interface ListenConfig {
@@ -80,6 +85,8 @@ export interface LimitsConfig {
   metadataMaxBytes: number
   /** Seconds a metadata document fetch may take in all. */
   metadataTimeout: number
+  /** Bytes per second over every upstream transfer; undefined for no cap. */
+  upstreamRate?: number
 }
 
 export interface Config {

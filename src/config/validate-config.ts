@@ -23,6 +23,8 @@ import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
 import { redactUrl } from '../upstream/redact-url.js'
 import { proxyUrlProblem } from '../upstream/outbound-transport.js'
+import { RateSyntaxError, parseRate } from './rate.js'
+import { WindowSyntaxError, parseWindow, type TimeWindow } from '../prefetch/windows.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -50,8 +52,8 @@ interface ConfigFile {
   dataDir?: string
   signingKey?: string
   metadataTtl?: string | number
-  prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number }
-  limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number }
+  prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number; rate?: string | number; windows?: string[] }
+  limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number; upstreamRate?: string | number }
   proxy?: string | false
   ca?: string
   caMode?: CaConfig['mode']
@@ -132,6 +134,12 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const onStart = prefetch.onStart ?? DEFAULTS.prefetch.onStart
   const interval = checkDuration(prefetch.interval ?? DEFAULTS.prefetch.interval, 'prefetch.interval', fail)
   const concurrency = prefetch.concurrency ?? DEFAULTS.prefetch.concurrency
+  const windows = (prefetch.windows ?? DEFAULTS.prefetch.windows).map((window, index) => checkWindow(window, `prefetch.windows[${index}]`, fail))
+  const upstreamRate = file.limits?.upstreamRate === undefined ? undefined : checkRate(file.limits.upstreamRate, 'limits.upstreamRate', fail)
+  const prefetchRate = prefetch.rate === undefined ? undefined : checkRate(prefetch.rate, 'prefetch.rate', fail)
+  if (prefetchRate !== undefined && upstreamRate !== undefined && prefetchRate > upstreamRate) {
+    fail('prefetch.rate', `${describeValue(prefetch.rate)} exceeds limits.upstreamRate ${describeValue(file.limits?.upstreamRate)}`)
+  }
 
   const pipelinedRequests = file.limits?.pipelinedRequests ?? DEFAULTS.limits.pipelinedRequests
   const metadataMaxBytes = checkMetadataMaxBytes(file.limits?.metadataMaxBytes ?? DEFAULTS.limits.metadataMaxBytes, 'limits.metadataMaxBytes', fail)
@@ -152,8 +160,8 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     dataDir,
     signingKey,
     metadataTtl,
-    prefetch: { onStart, interval, concurrency },
-    limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout },
+    prefetch: { onStart, interval, concurrency, ...(prefetchRate !== undefined && { rate: prefetchRate }), windows },
+    limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout, ...(upstreamRate !== undefined && { upstreamRate }) },
     mirrors,
     source: options.source,
   }
@@ -234,6 +242,24 @@ function checkMetadataMaxBytes(value: unknown, key: string, fail: Fail): number 
   const bytes = checkByteSize(value, key, fail)
   if (bytes < MIN_METADATA_BYTES) fail(key, `${describeValue(value)} is too small (at least ${MIN_METADATA_BYTES} bytes)`)
   return bytes
+}
+
+function checkRate(value: unknown, key: string, fail: Fail): number {
+  try {
+    return parseRate(value)
+  } catch (error) {
+    if (error instanceof RateSyntaxError) fail(key, error.message)
+    throw error
+  }
+}
+
+function checkWindow(value: unknown, key: string, fail: Fail): TimeWindow {
+  try {
+    return parseWindow(String(value))
+  } catch (error) {
+    if (error instanceof WindowSyntaxError) fail(key, error.message)
+    throw error
+  }
 }
 
 function checkFilter(value: unknown, key: string, fail: Fail): Filter {
@@ -344,6 +370,8 @@ function checkMirrorsApart(mirrors: MirrorConfig[], fail: Fail): void {
  */
 const EXPLAINERS = new Map<SchemaNode | undefined, (value: unknown, key: string, fail: Fail) => unknown>([
   [SCHEMA.$defs?.duration, checkDuration],
+  [SCHEMA.$defs?.rate, checkRate],
+  [SCHEMA.properties?.prefetch?.properties?.windows?.items, checkWindow],
   // The schema's integer minimum is the metadata cap's, its only byte size so far.
   [SCHEMA.$defs?.byteSize, checkMetadataMaxBytes],
   [SCHEMA.$defs?.addressRule, checkAddressRule],

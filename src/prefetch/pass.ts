@@ -26,6 +26,11 @@ export interface PassOptions {
   attempts?: number
   retryBaseMs?: number
   signal?: AbortSignal
+  /**
+   * Resolves when the pass may start its next file (at once inside its
+   * prefetch window) or `signal` aborts; left out, files start back to back.
+   */
+  whenOpen?: (signal?: AbortSignal) => Promise<void>
 }
 
 export type PassEnd = 'ok' | 'failed' | 'aborted'
@@ -67,7 +72,7 @@ export function startPass(options: PassOptions): PrefetchPass {
     for (let attempt = 1; ; attempt++) {
       // Stored meanwhile by a client's miss or another process: nothing to do.
       if (isStored(target.sha256)) break
-      const fill = store.fills.fill(target, options.source(target.path))
+      const fill = store.fills.fill(target, options.source(target.path), 'prefetch')
       active.add(fill)
       try {
         if ((await Promise.race([fill.done, aborted])) === 'aborted') return
@@ -89,7 +94,11 @@ export function startPass(options: PassOptions): PrefetchPass {
   }
 
   async function worker(): Promise<void> {
-    while (next < targets.length && signal?.aborted !== true) {
+    // A call, not a property read: the signal may abort during each await.
+    const stopped = () => next >= targets.length || signal?.aborted === true
+    while (!stopped()) {
+      await options.whenOpen?.(signal)
+      if (stopped()) break
       await fetchOne(targets[next++] as FillTarget)
     }
   }

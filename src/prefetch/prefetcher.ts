@@ -5,6 +5,12 @@
  * history `/status` shows. One pass per mirror at a time: within the process
  * a second request joins the running pass, and across processes sharing the
  * `dataDir` a lease in the database lets only one run.
+ *
+ * With `prefetch.windows`, the schedule keeps to them: outside every window
+ * no scheduled pass starts (one that was due runs when a window opens) and a
+ * running pass pauses, starting no file and holding its transfers through the
+ * rate budget, until a window opens. A pass run by hand (`run` without
+ * `start`, as the `prefetch` command does) ignores the windows.
  */
 
 import type { PrefetchConfig } from '../config/types.js'
@@ -13,6 +19,8 @@ import type { Mirror } from '../mirror/mirror.js'
 import type { Publication } from '../mirror/publication.js'
 import type { PrefetchStatus } from '../server/status-report.js'
 import type { Store } from '../store/store.js'
+import type { RateBudget } from '../upstream/rate-budget.js'
+import { isWithinWindows } from './windows.js'
 import { collectGarbage, GcRefusedError, type GarbageReport } from './garbage.js'
 import { createLeases } from '../store/lease.js'
 import { createPassHistory, type PassCounts, type PassRecord } from './pass-history.js'
@@ -27,6 +35,12 @@ export interface PrefetcherOptions {
   attempts?: number
   retryBaseMs?: number
   leaseTtlMs?: number
+  /** Holds prefetch transfers while the schedule is outside its windows. */
+  budget?: RateBudget
+  /** The local time the windows are read against; tests pass a fake clock. */
+  now?: () => Date
+  /** How often the schedule looks whether a window opened or closed; default 30 s. */
+  windowCheckMs?: number
 }
 
 export interface PassOutcome {
@@ -59,8 +73,18 @@ export interface Prefetcher {
   /** Starts the schedule: on start, every interval, on metadata change. */
   start(): void
   status(mirror: string): MirrorPrefetchStatus
+  /** The windows, and whether the schedule is paused by them now. */
+  window(): PrefetchWindowStatus
   /** Stops the schedule and abandons running passes (their fills go on for any client). */
   stop(): Promise<void>
+}
+
+export interface PrefetchWindowStatus {
+  windows: string[]
+  /** Inside a window now (always, without windows). */
+  open: boolean
+  /** The schedule is running and outside its windows: passes wait, prefetch transfers are held. */
+  paused: boolean
 }
 
 interface Running {
@@ -71,6 +95,7 @@ interface Running {
 }
 
 const HISTORY_SHOWN = 5
+const WINDOW_CHECK_MS = 30_000
 
 export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
   const { store, settings, log } = options
@@ -82,6 +107,40 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
   const listeners = new Map<Mirror, () => void>()
   let timer: NodeJS.Timeout | undefined
   let started = false
+  const windows = settings.windows ?? []
+  const now = options.now ?? (() => new Date())
+  let windowTimer: NodeJS.Timeout | undefined
+  let paused = false
+  /** Passes that came due while paused, run when a window opens. */
+  const deferred = new Set<string>()
+  /** Passes waiting to start their next file. */
+  let reopened: Array<() => void> = []
+
+  /** Follows the clock into and out of the windows (only while the schedule runs). */
+  function checkWindow(): void {
+    const closed = !isWithinWindows(windows, now())
+    if (closed === paused) return
+    paused = closed
+    options.budget?.pausePrefetch(paused)
+    if (paused) {
+      log.info('prefetch paused: outside prefetch.windows', { windows: windows.map((window) => window.text).join(',') })
+      return
+    }
+    log.info('prefetch resumed: inside prefetch.windows', { deferred: deferred.size })
+    for (const wake of reopened) wake()
+    reopened = []
+    for (const name of deferred) void scheduled(name)
+    deferred.clear()
+  }
+
+  /** Resolves at once unless the schedule is paused, else when a window opens or `signal` aborts. */
+  function whenOpen(signal?: AbortSignal): Promise<void> {
+    if (!paused || signal?.aborted === true) return Promise.resolve()
+    return new Promise((resolve) => {
+      reopened.push(resolve)
+      signal?.addEventListener('abort', () => resolve(), { once: true })
+    })
+  }
 
   const mirrorNamed = (name: string) => {
     const mirror = options.mirrors.find((candidate) => candidate.config.name === name)
@@ -117,6 +176,8 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
           attempts: options.attempts,
           retryBaseMs: options.retryBaseMs,
           signal: stopping.signal,
+          // Only scheduled passes keep to the windows; one run by hand goes at once.
+          whenOpen: started ? whenOpen : undefined,
         })
         state.pass = current
         runOptions.onPass?.(current)
@@ -164,8 +225,12 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     return state.promise
   }
 
-  /** A pass nobody awaits: failures are logged, never thrown. */
+  /** A pass nobody awaits: failures are logged, never thrown. Outside the windows it waits for one to open. */
   function scheduled(name: string): Promise<unknown> {
+    if (paused) {
+      deferred.add(name)
+      return Promise.resolve()
+    }
     return run(name).catch((error: Error) => log.error('prefetch failed', { mirror: name, error: error.message }))
   }
 
@@ -176,6 +241,11 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     start() {
       if (started) return
       started = true
+      if (windows.length > 0) {
+        checkWindow()
+        windowTimer = setInterval(checkWindow, options.windowCheckMs ?? WINDOW_CHECK_MS)
+        windowTimer.unref()
+      }
       for (const mirror of options.mirrors) {
         const name = mirror.config.name
         const onChange = () => {
@@ -200,7 +270,7 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
       const live = running.get(name)?.pass?.progress()
       const counts = live ?? finished ?? { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: [] }
       return {
-        state: running.has(name) ? 'running' : started && !settings.onStart && settings.interval <= 0 ? 'disabled' : 'idle',
+        state: running.has(name) ? (paused ? 'paused' : 'running') : started && !settings.onStart && settings.interval <= 0 ? 'disabled' : 'idle',
         lastStarted: passes[0]?.startedAt ?? null,
         lastFinished: finished?.finishedAt ?? null,
         lastResult: finished?.result ?? null,
@@ -212,8 +282,12 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
         passes,
       }
     },
+    window() {
+      return { windows: windows.map((window) => window.text), open: isWithinWindows(windows, now()), paused }
+    },
     async stop() {
       if (timer !== undefined) clearInterval(timer)
+      if (windowTimer !== undefined) clearInterval(windowTimer)
       for (const [mirror, listener] of listeners) mirror.off('change', listener)
       listeners.clear()
       stopping.abort()

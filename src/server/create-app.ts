@@ -44,6 +44,7 @@ export interface AppDeps {
   traffic: Traffic
   log: Logger
   prefetchStatus?: StatusDeps['prefetchStatus']
+  bandwidth?: StatusDeps['bandwidth']
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
 }

@@ -123,9 +123,22 @@ function renderReport(report: StatusReport, versions: StatusPageInput['versions'
     ${figure('from upstream', bytes(cache.upstreamBytes))}
     ${figure('fetching now', String(cache.activeFills))}
   </dl>
+  ${renderBandwidth(report.bandwidth)}
 </section>
 ${report.mirrors.map((mirror) => renderMirror(mirror, versions(mirror.name), now)).join('\n')}
 </main>`
+}
+
+/** One line on the limits, only when there are any. */
+function renderBandwidth(bandwidth: StatusReport['bandwidth']): string {
+  const parts: string[] = []
+  if (bandwidth.upstreamRate !== null) parts.push(`upstream at most ${esc(bytes(bandwidth.upstreamRate))}/s`)
+  if (bandwidth.prefetchRate !== null) parts.push(`prefetch at most ${esc(bytes(bandwidth.prefetchRate))}/s`)
+  if (bandwidth.prefetchWindows.length > 0) {
+    const state = bandwidth.prefetchPaused ? 'paused until a window opens' : bandwidth.prefetchWindowOpen ? 'inside a window' : 'outside its windows'
+    parts.push(`prefetch windows ${esc(bandwidth.prefetchWindows.join(', '))} (${state})`)
+  }
+  return parts.length === 0 ? '' : `<p class="small" id="bandwidth">Bandwidth: ${parts.join(' · ')}.</p>`
 }
 
 type MirrorReport = StatusReport['mirrors'][number]
@@ -179,7 +192,7 @@ function renderMaasProblems(problems: readonly string[]): string {
 }
 
 function renderPrefetch(prefetch: PrefetchStatus & { passes?: PassRecord[] }, now: number): string {
-  const running = prefetch.state === 'running'
+  const running = prefetch.state === 'running' || prefetch.state === 'paused'
   const fraction = prefetch.bytesTotal > 0 ? prefetch.bytesDone / prefetch.bytesTotal : prefetch.filesTotal > 0 ? prefetch.filesDone / prefetch.filesTotal : running ? 0 : 1
   const percent = Math.max(0, Math.min(100, fraction * 100))
   const last =

@@ -11,7 +11,8 @@ import type { Traffic } from './traffic.js'
 import type { UpstreamHealth } from '../upstream/upstream-source.js'
 
 export interface PrefetchStatus {
-  state: 'idle' | 'running' | 'disabled'
+  /** `paused`: a pass is running but outside `prefetch.windows`, so it starts no file and its transfers wait. */
+  state: 'idle' | 'running' | 'paused' | 'disabled'
   lastStarted: string | null
   lastFinished: string | null
   lastResult: string | null
@@ -20,6 +21,30 @@ export interface PrefetchStatus {
   bytesDone: number
   bytesTotal: number
   errors: string[]
+}
+
+/** The bandwidth budget and the prefetch windows, for the top of `/status`. */
+export interface BandwidthStatus {
+  /** Bytes per second over every upstream transfer; null for no cap. */
+  upstreamRate: number | null
+  /** Bytes per second over prefetch transfers; null for no cap of their own. */
+  prefetchRate: number | null
+  prefetchWindows: string[]
+  /** Inside a prefetch window now (always, without windows). */
+  prefetchWindowOpen: boolean
+  /** Scheduled passes wait and prefetch transfers are held until a window opens. */
+  prefetchPaused: boolean
+  /** Transfers held for the budget now, by the priority they are served with. */
+  waiting: { miss: number; prefetch: number }
+}
+
+export const UNLIMITED_BANDWIDTH: BandwidthStatus = {
+  upstreamRate: null,
+  prefetchRate: null,
+  prefetchWindows: [],
+  prefetchWindowOpen: true,
+  prefetchPaused: false,
+  waiting: { miss: 0, prefetch: 0 },
 }
 
 export interface StatusDeps {
@@ -32,6 +57,8 @@ export interface StatusDeps {
   traffic: Traffic
   /** The prefetch state of a mirror, when prefetch is wired in. */
   prefetchStatus?: (mirror: string) => PrefetchStatus
+  /** Rate limits and windows, when they are wired in. */
+  bandwidth?: () => BandwidthStatus
 }
 
 export const IDLE_PREFETCH: PrefetchStatus = {
@@ -77,6 +104,7 @@ export function buildStatusReport(deps: StatusDeps) {
       servedBytes: traffic.servedBytes,
       activeFills: store.fills.active().length,
     },
+    bandwidth: deps.bandwidth?.() ?? UNLIMITED_BANDWIDTH,
     mirrors,
   }
 }

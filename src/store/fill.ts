@@ -12,8 +12,10 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { BlobStore, TempFile } from './blob-store.js'
 import type { FileIndex } from './file-index.js'
+import type { Readable } from 'node:stream'
 import { UpstreamError, backoffMs } from '../upstream/upstream-client.js'
 import type { FileResponse } from '../upstream/upstream-source.js'
+import type { RateBudget, TransferPriority } from '../upstream/rate-budget.js'
 
 export interface FillTarget {
   sha256: string
@@ -42,6 +44,8 @@ export interface Fill extends EventEmitter {
   readonly tempPath: string | undefined
   readonly error: Error | undefined
   readonly startedAt: number
+  /** `prefetch` while only prefetch wants the file; `miss` from the moment a client does. */
+  readonly priority: TransferPriority
   /** Resolves once committed, rejects with the failure. */
   readonly done: Promise<void>
   /**
@@ -66,11 +70,17 @@ export interface FillCoordinatorOptions extends FillEvents {
   /** Upstream attempts per fill, resuming where the last one stopped. */
   attempts?: number
   retryBaseMs?: number
+  /** Upstream bodies are read through it when given (`limits.upstreamRate`, `prefetch.rate`, `prefetch.windows`). */
+  budget?: RateBudget
 }
 
 export interface FillCoordinator {
-  /** The running fill of `target.sha256`, or a new one reading from `source`. */
-  fill(target: FillTarget, source: FillSource): Fill
+  /**
+   * The running fill of `target.sha256`, or a new one reading from `source`.
+   * `priority` (default `miss`) is who wants the file: a miss joining a
+   * prefetch fill raises it to `miss` for the rest of the transfer.
+   */
+  fill(target: FillTarget, source: FillSource, priority?: TransferPriority): Fill
   get(sha256: string): Fill | undefined
   active(): Fill[]
   /** Resolves when every running fill has ended (committed or failed). */
@@ -94,12 +104,13 @@ class SharedFill extends EventEmitter implements Fill {
   tempPath: string | undefined
   error: Error | undefined
   readonly startedAt = Date.now()
+  priority: TransferPriority = 'miss'
   done!: Promise<void>
   /** Set by `abortAll`; the transfer stops and is not retried. */
   abortReason: string | undefined
   /** Aborted with `abortReason`: cuts short a wait for upstream headers or for a retry. */
   readonly aborter = new AbortController()
-  body: FileResponse['body'] | undefined
+  body: Readable | undefined
 
   constructor(readonly target: FillTarget) {
     super()
@@ -170,9 +181,10 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           if (fill.abortReason !== undefined) throw new Error(fill.abortReason)
           const response = await unlessAborted(fill.aborter.signal, source(fill.written))
           origin = response.url
-          fill.body = response.body
-          if (fill.abortReason !== undefined) response.body.destroy()
-          await receive(fill, temp, hash, response)
+          const body = options.budget?.throttle(response.body, () => fill.priority) ?? response.body
+          fill.body = body
+          if (fill.abortReason !== undefined) body.destroy()
+          await receive(fill, temp, hash, response, body)
           if (fill.written < target.size) {
             throw new UpstreamError(response.url, `body ended after ${fill.written} of ${target.size} bytes`)
           }
@@ -217,10 +229,9 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     if (running.get(fill.target.sha256) === fill) running.delete(fill.target.sha256)
   }
 
-  /** Appends one upstream response's body at `fill.written`, hashing as it goes. */
-  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: FileResponse): Promise<void> {
+  /** Appends one upstream response's body (as read through the budget) at `fill.written`, hashing as it goes. */
+  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: FileResponse, body: Readable): Promise<void> {
     const { target } = fill
-    const body = response.body
     let skip: number
     try {
       skip = bytesToSkip(fill.written, target, response)
@@ -312,10 +323,17 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
   }
 
   return {
-    fill(target, source) {
+    fill(target, source, priority = 'miss') {
       const existing = running.get(target.sha256)
-      if (existing !== undefined) return existing
+      if (existing !== undefined) {
+        if (priority === 'miss' && existing.priority !== 'miss') {
+          existing.priority = 'miss'
+          options.budget?.reprioritized()
+        }
+        return existing
+      }
       const fill = new SharedFill(target)
+      fill.priority = priority
       running.set(target.sha256, fill)
       fill.done = run(fill, source)
       // Readers observe failures through events; this keeps an unobserved

@@ -13,6 +13,7 @@ import { openDatabase, type SqliteDatabase } from './database.js'
 import { createFileIndex, type FileIndex, type StoredFile } from './file-index.js'
 import { createBlobStore, type BlobStore } from './blob-store.js'
 import { createLeases } from './lease.js'
+import type { RateBudget } from '../upstream/rate-budget.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
 
 export interface StoreOptions extends FillEvents {
@@ -20,6 +21,8 @@ export interface StoreOptions extends FillEvents {
   /** Upstream attempts per fill. */
   fillAttempts?: number
   fillRetryBaseMs?: number
+  /** Bandwidth budget the fills read upstream through. */
+  budget?: RateBudget
   /** How often counted hits are written to the index. */
   hitFlushIntervalMs?: number
   /**

@@ -219,7 +219,13 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
       // Bound every silence in the body: a stalled upstream must fail the
       // transfer, not hold its clients (MAAS gives up after 10 s) forever.
       const socket = response.socket
-      const onIdle = () => response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
+      const onIdle = () => {
+        // Bytes waiting unread: the reader holds the body back (the rate
+        // budget, a slow disk), so the quiet is ours, not upstream's. Look
+        // again one period later.
+        if (response.readableLength > 0) return void socket.setTimeout(idleTimeoutMs)
+        response.destroy(new UpstreamError(url, `no data for ${idleTimeoutMs / 1000}s`))
+      }
       socket.setTimeout(idleTimeoutMs)
       socket.on('timeout', onIdle)
       const onAbort = () => response.destroy(signal?.reason as Error)

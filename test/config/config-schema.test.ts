@@ -54,8 +54,11 @@ describe('config.example.json', () => {
     assert.equal(config.dataDir, join(root, 'data'))
     assert.equal(config.signingKey, join(root, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
-    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(
+      { ...config.prefetch, windows: config.prefetch.windows?.map((window) => window.text) },
+      { onStart: true, interval: 3600, concurrency: 4, rate: 50_000_000, windows: ['00:00-24:00'] },
+    )
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, upstreamRate: 125_000_000 })
     const [stable] = config.mirrors
     assert.ok(stable)
     assert.equal(stable.name, 'stable')
@@ -105,6 +108,13 @@ describe('the loader and the schema agree', () => {
       config.mirrors[0].proxy = false
     }],
     ['allowlists of both families', (config) => (config.listen = { allow: ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.1'], allowStatus: ['127.0.0.1'] })],
+    ['rates in each unit family and as a number', (config) => {
+      config.limits.upstreamRate = '2.5MiB/s'
+      config.prefetch.rate = 1_000_000
+    }],
+    ['a rate in bits', (config) => (config.limits.upstreamRate = '800Mbit/s')],
+    ['windows wrapping midnight and ending at 24:00', (config) => (config.prefetch.windows = ['22:00-06:00', '12:00-24:00'])],
+    ['no windows', (config) => (config.prefetch.windows = [])],
   ]
   for (const [what, edit] of accepted) {
     test(`both accept ${what}`, async () => {
@@ -147,10 +157,15 @@ describe('the loader and the schema agree', () => {
     ['tls without a key', (config) => (config.listen.tls = { cert: 'proxy.crt' }), 'listen.tls.key'],
     ['a metadata cap without a unit the loader knows', (config) => (config.limits.metadataMaxBytes = '64M'), 'limits.metadataMaxBytes'],
     ['a metadata cap below 64 KiB', (config) => (config.limits.metadataMaxBytes = 4096), 'limits.metadataMaxBytes'],
-    ['an unknown limits key', (config) => (config.limits.metadataSize = 1), 'limits.metadataSize'],
     ['a socks proxy', (config) => (config.proxy = 'socks5://proxy.corp.example:1080/'), 'proxy'],
     ['a proxy of true', (config) => (config.mirrors[0].proxy = true), 'mirrors[0].proxy'],
     ['an unknown caMode', (config) => (config.mirrors[0].caMode = 'append'), 'mirrors[0].caMode'],
+    ['a rate that is a word', (config) => (config.limits.upstreamRate = 'fast'), 'limits.upstreamRate'],
+    ['a rate of 0', (config) => (config.limits.upstreamRate = 0), 'limits.upstreamRate'],
+    ['a prefetch rate without a unit', (config) => (config.prefetch.rate = '20M'), 'prefetch.rate'],
+    ['an unknown limits key', (config) => (config.limits.downstreamRate = '1MB/s'), 'limits.downstreamRate'],
+    ['a window starting at 25:00', (config) => (config.prefetch.windows = ['25:00-06:00']), 'prefetch.windows[0]'],
+    ['a window without minutes', (config) => (config.prefetch.windows = ['22-06']), 'prefetch.windows[0]'],
   ]
   for (const [what, edit, key] of rejected) {
     test(`both reject ${what}`, async () => {

@@ -80,7 +80,7 @@ describe('loadConfig built-in default', () => {
     assert.equal(config.dataDir, join(cwd, 'data'))
     assert.equal(config.signingKey, join(cwd, 'data', 'signing-key.asc'))
     assert.equal(config.metadataTtl, 600)
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4, windows: [] })
     assert.equal(config.mirrors.length, 1)
     const [stable] = config.mirrors
     assert.ok(stable)

@@ -28,7 +28,8 @@ describe('validateConfig defaults', () => {
     assert.equal(config.dataDir, '/srv/proxy/data')
     assert.equal(config.signingKey, '/srv/proxy/data/signing-key.asc')
     assert.equal(config.metadataTtl, 600)
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4, windows: [] })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
     assert.equal(config.source, 'config.json')
     const [only] = config.mirrors
     assert.ok(only)
@@ -48,7 +49,7 @@ describe('validateConfig defaults', () => {
   test('half-given listen and prefetch objects keep the defaults of the other keys', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
-    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64 })
+    assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64, windows: [] })
     assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
   })
 
@@ -74,8 +75,8 @@ describe('validateConfig defaults', () => {
         dataDir: 'cache',
         signingKey: 'keys/proxy.asc',
         metadataTtl: 90,
-        prefetch: { onStart: false, interval: '1d', concurrency: 8 },
-        limits: { pipelinedRequests: 4 },
+        prefetch: { onStart: false, interval: '1d', concurrency: 8, rate: '160Mbit/s', windows: ['22:00-06:00'] },
+        limits: { pipelinedRequests: 4, upstreamRate: '20MB/s' },
         mirrors: [
           mirror({
             upstream: 'http://mirror.example:8000/ephemeral-v3/stable',
@@ -92,8 +93,8 @@ describe('validateConfig defaults', () => {
     assert.equal(config.dataDir, '/srv/proxy/cache')
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
-    assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8 })
-    assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8, rate: 20_000_000, windows: [{ start: 22 * 60, end: 6 * 60, text: '22:00-06:00' }] })
+    assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, upstreamRate: 20_000_000 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.deepEqual(only.upstreams, ['http://mirror.example:8000/ephemeral-v3/stable/'], 'a trailing slash is added')
@@ -148,7 +149,7 @@ describe('validateConfig rejections name the key', () => {
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
     ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
-    ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency)'],
+    ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency, rate, windows)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, proxy, ca, caMode, keyring, metadata, publish, missFailure, missWait, selections)'],
     ['a proxy with an unknown scheme', { proxy: 'socks5://user:pw@proxy.corp:1080/', mirrors: [mirror()] }, 'config.json: proxy: "socks5://user:***@proxy.corp:1080/" has the unsupported scheme socks5: (expected http: or https:)'],
     ['a mirror proxy with a path', { mirrors: [mirror({ proxy: 'http://proxy.corp:3128/squid' })] }, 'config.json: mirrors[0].proxy: "http://proxy.corp:3128/squid" must not have a path, query or fragment'],
@@ -187,7 +188,7 @@ describe('validateConfig rejections name the key', () => {
     ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
-    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
+    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
     ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
     ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
@@ -217,7 +218,7 @@ describe('validateConfig rejections name the key', () => {
     ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
-    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests)'],
+    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
     ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
     ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],
     ['a metadata timeout that is not a duration', { limits: { metadataTimeout: '2 minutes' }, mirrors: [mirror()] }, 'config.json: limits.metadataTimeout: "2 minutes" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
@@ -240,6 +241,20 @@ describe('validateConfig rejections name the key', () => {
     ['a path inside another', { mirrors: [mirror({ path: '/maas/' }), mirror({ name: 'candidate', path: '/maas/candidate/' })] }, 'config.json: mirrors[1].path: "/maas/candidate/" overlaps mirrors[0].path "/maas/" (one may not be a prefix of the other)'],
     ['a path containing a later one', { mirrors: [mirror({ path: '/maas/stable/' }), mirror({ name: 'all', path: '/maas/' })] }, 'config.json: mirrors[1].path: "/maas/" overlaps mirrors[0].path "/maas/stable/" (one may not be a prefix of the other)'],
     ['a problem in the second mirror', { mirrors: [mirror(), mirror({ name: 'candidate', path: '/candidate/', publish: 'newest' })] }, 'config.json: mirrors[1].publish: expected "selected" or "cached", got "newest"'],
+    ['an unknown limits key', { limits: { rate: '1MB/s' }, mirrors: [mirror()] }, 'config.json: limits.rate: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
+    ['a rate that is a word', { limits: { upstreamRate: 'fast' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "fast" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a rate of 0', { limits: { upstreamRate: 0 }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: 0 is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a rate of "0MB/s"', { limits: { upstreamRate: '0MB/s' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "0MB/s" is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a rate without "/s"', { limits: { upstreamRate: '20MB' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "20MB" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a negative rate', { limits: { upstreamRate: -5e6 }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: -5000000 is too low (at least 1kB/s; leave the key out for no limit)'],
+    ['a bad prefetch rate', { prefetch: { rate: 'fast' }, mirrors: [mirror()] }, 'config.json: prefetch.rate: "fast" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
+    ['a prefetch rate above the upstream rate', { prefetch: { rate: '30MB/s' }, limits: { upstreamRate: '20MB/s' }, mirrors: [mirror()] }, 'config.json: prefetch.rate: "30MB/s" exceeds limits.upstreamRate "20MB/s"'],
+    ['windows as a string', { prefetch: { windows: '22:00-06:00' }, mirrors: [mirror()] }, 'config.json: prefetch.windows: expected a list, got "22:00-06:00"'],
+    ['a window starting at 25:00', { prefetch: { windows: ['25:00-06:00'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "25:00-06:00" has a start that is not a time of day (00:00 to 23:59)'],
+    ['a window ending at 06:60', { prefetch: { windows: ['22:00-06:00', '12:00-06:60'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[1]: "12:00-06:60" has an end that is not a time of day (00:00 to 24:00)'],
+    ['a window in another shape', { prefetch: { windows: ['10pm-6am'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "10pm-6am" is not a window (use "HH:MM-HH:MM" in local time, e.g. "22:00-06:00")'],
+    ['an empty window', { prefetch: { windows: ['06:00-06:00'] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: "06:00-06:00" starts where it ends (use "00:00-24:00" for the whole day)'],
+    ['a window that is not a string', { prefetch: { windows: [22] }, mirrors: [mirror()] }, 'config.json: prefetch.windows[0]: expected a string, got 22'],
   ]
   for (const [what, raw, message] of cases) {
     test(what, () => assert.equal(rejection(raw), message))

@@ -13,7 +13,7 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { IDLE_PREFETCH, type StatusReport } from '../../src/server/status-report.js'
+import { IDLE_PREFETCH, UNLIMITED_BANDWIDTH, type StatusReport } from '../../src/server/status-report.js'
 import { prefersHtml, renderStatusPage, versionRows } from '../../src/server/status-page.js'
 import { startHarness, type Harness } from '../support/proxy-harness.js'
 
@@ -54,6 +54,7 @@ describe('renderStatusPage', () => {
     uptimeSeconds: 90,
     configLoaded: '2026-01-01T00:00:00.000Z',
     cache: { files: 1, bytes: 2048, hits: 3, misses: 1, upstreamBytes: 4096, servedBytes: 8192, activeFills: 0 },
+    bandwidth: UNLIMITED_BANDWIDTH,
     mirrors: [
       {
         name,

@@ -56,6 +56,9 @@ export interface HarnessOptions {
   fillAttempts?: number
   metadataUnavailableRetryMs?: number
   sendStallTimeoutMs?: number
+  /** The local time prefetch windows are read against, and how often the schedule looks at it. */
+  now?: () => Date
+  windowCheckMs?: number
   /** Mirrors served besides the harness's own `stable`, sharing its store. */
   extraMirrors?: MirrorConfig[]
 }
@@ -118,6 +121,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
       metadataUnavailableRetryMs: options.metadataUnavailableRetryMs,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
+      now: options.now,
+      windowCheckMs: options.windowCheckMs,
     })
     // Tests count upstream requests: let the first metadata fetch finish before they start.
     await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))

@@ -75,6 +75,9 @@ function formatPlan(plan: Plan): string {
 
 async function warm({ core }: CommandCore, context: CommandContext, json: boolean): Promise<number> {
   const outcomes: PassOutcome[] = []
+  // A pass run by hand is the operator's decision to fetch now: the windows hold only the schedule.
+  const window = core.prefetcher.window()
+  if (!window.open) context.stderr.write(`${PROGRAM} prefetch: outside prefetch.windows (${window.windows.join(', ')}); running anyway, as asked\n`)
   for (const mirror of core.mirrors) {
     let stop: (() => void) | undefined
     const outcome = await core.prefetcher.run(mirror.config.name, {
