@@ -47,14 +47,15 @@ export interface ProxyCore {
   /**
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
-   * stopped (the new one is left for the caller to start). The store, its fills,
+   * stopped. Resolves to the mirrors whose pass it stopped: the caller starts
+   * the new prefetcher with them as `resume`, so no pass is lost. The store, its fills,
    * the metadata worker and the upstream client are kept: `dataDir` and
    * `signingKey` stay as they were (the caller says a restart is needed). A
    * changed `proxy` or `ca` (or a replaced CA file) takes effect: the new
    * mirrors get the client's transport for their settings, while transfers on
    * the old one finish.
    */
-  reconfigure(config: Config): Promise<void>
+  reconfigure(config: Config): Promise<string[]>
   /** Rate limits and prefetch windows as `/status` shows them. */
   bandwidth(): BandwidthStatus
   /** Stops the prefetcher and the metadata worker, then closes the store and the client. */
@@ -187,7 +188,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       core.config = settings
       core.mirrors = built
       core.prefetcher = buildPrefetcher(settings, built)
-      await previous.stop()
+      return previous.stop()
     },
     bandwidth() {
       const window = core.prefetcher.window()
@@ -349,8 +350,9 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     const listen = { host: running.listen.host, port: running.listen.port, ...access, ...(running.listen.tls && { tls: nextTls ?? running.listen.tls }) }
     const previousLoaded = configLoaded
     configLoaded = Date.now()
+    let stoppedPasses: string[]
     try {
-      await core.reconfigure({ ...next, listen })
+      stoppedPasses = await core.reconfigure({ ...next, listen })
     } catch (error) {
       configLoaded = previousLoaded
       throw error
@@ -358,7 +360,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     if (nextTlsFiles !== undefined && server instanceof HttpsServer) server.setSecureContext(nextTlsFiles)
     core.log.info('configuration reloaded', { source: next.source, mirrors: describeMirrors() })
     for (const mirror of core.mirrors) void mirror.publication()
-    core.prefetcher.start()
+    core.prefetcher.start({ resume: stoppedPasses })
   }
 
   return {

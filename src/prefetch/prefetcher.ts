@@ -1,7 +1,7 @@
 /**
- * Keeps each mirror's selection warm: a pass on start (`prefetch.onStart`),
- * every `prefetch.interval`, and early when a mirror's metadata changes
- * upstream; garbage collection after each successful pass; the progress and
+ * Keeps each mirror's selection warm: a pass on start (`prefetch.onStart`, or
+ * for a mirror whose pass a reload stopped), every `prefetch.interval`, and
+ * early when a mirror's metadata changes upstream; garbage collection after each successful pass; the progress and
  * history `/status` shows. One pass per mirror at a time: within the process
  * a second request joins the running pass, and across processes sharing the
  * `dataDir` a lease in the database lets only one run.
@@ -59,6 +59,15 @@ export interface RunOptions {
   onPass?: (pass: PrefetchPass) => void
 }
 
+export interface StartOptions {
+  /**
+   * Mirrors whose pass the previous prefetcher stopped (a reload): each one
+   * this prefetcher has gets a pass at once, whatever `onStart` says; files
+   * already stored are skipped, so it takes up where the stopped one was.
+   */
+  resume?: readonly string[]
+}
+
 export interface MirrorPrefetchStatus extends PrefetchStatus {
   /** The last passes, newest first. */
   passes: PassRecord[]
@@ -70,13 +79,16 @@ export interface Prefetcher {
   runAll(options?: RunOptions): Promise<PassOutcome[]>
   /** Garbage collection across every mirror; undefined when a mirror has no metadata to count references with. */
   collect(): Promise<GarbageReport | undefined>
-  /** Starts the schedule: on start, every interval, on metadata change. */
-  start(): void
+  /** Starts the schedule: on start (and for `resume`), every interval, on metadata change. */
+  start(options?: StartOptions): void
   status(mirror: string): MirrorPrefetchStatus
   /** The windows, and whether the schedule is paused by them now. */
   window(): PrefetchWindowStatus
-  /** Stops the schedule and abandons running passes (their fills go on for any client). */
-  stop(): Promise<void>
+  /**
+   * Stops the schedule and abandons running passes (their fills go on for any
+   * client); resolves, once they have ended, to the names of their mirrors.
+   */
+  stop(): Promise<string[]>
 }
 
 export interface PrefetchWindowStatus {
@@ -238,9 +250,12 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     run,
     collect,
     runAll: (runOptions) => Promise.all(options.mirrors.map((mirror) => run(mirror.config.name, runOptions))),
-    start() {
+    start(startOptions = {}) {
       if (started) return
       started = true
+      // The budget outlives reloads: a prefetcher built by one must not inherit
+      // the pause of the one it replaces (outside windows checkWindow pauses it again).
+      options.budget?.pausePrefetch(false)
       if (windows.length > 0) {
         checkWindow()
         windowTimer = setInterval(checkWindow, options.windowCheckMs ?? WINDOW_CHECK_MS)
@@ -262,7 +277,12 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
         }, settings.interval * 1000)
         timer.unref()
       }
-      if (settings.onStart) for (const mirror of options.mirrors) void scheduled(mirror.config.name)
+      const resume = new Set(startOptions.resume)
+      for (const mirror of options.mirrors) {
+        const name = mirror.config.name
+        if (resume.has(name)) log.info('prefetch pass resumed after reload', { mirror: name })
+        if (settings.onStart || resume.has(name)) void scheduled(name)
+      }
     },
     status(name) {
       const passes = history.recent(name, HISTORY_SHOWN)
@@ -291,7 +311,9 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
       for (const [mirror, listener] of listeners) mirror.off('change', listener)
       listeners.clear()
       stopping.abort()
+      const stopped = [...running.keys()]
       await Promise.allSettled([...running.values()].map((state) => state.promise))
+      return stopped
     },
   }
 }

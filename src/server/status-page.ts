@@ -112,7 +112,7 @@ function renderReport(report: StatusReport, versions: StatusPageInput['versions'
   const requests = cache.hits + cache.misses
   const hitRatio = requests === 0 ? '–' : `${((cache.hits / requests) * 100).toFixed(1)} %`
   return `<main id="report" data-uptime="${report.uptimeSeconds}">
-<p class="meta">version ${esc(report.version)} · up ${esc(duration(report.uptimeSeconds))}</p>
+<p class="meta">version ${esc(report.version)} · up ${esc(duration(report.uptimeSeconds))} · configuration loaded at <time datetime="${esc(report.configLoaded)}">${esc(report.configLoaded)}</time> (${esc(ago(report.configLoaded, now))})</p>
 <section class="card" id="cache">
   <h2>Cache</h2>
   <dl class="figures">

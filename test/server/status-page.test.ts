@@ -102,6 +102,11 @@ describe('renderStatusPage', () => {
     assert.match(html, /partly cached/)
     assert.match(html, /upstream unreachable/)
   })
+
+  test('says when the configuration in force was loaded', () => {
+    const html = renderStatusPage({ report: report('stable', 'upstream down'), versions: () => [] })
+    assert.match(html, /configuration loaded at <time datetime="2026-01-01T00:00:00\.000Z">2026-01-01T00:00:00\.000Z<\/time>/)
+  })
 })
 
 describe('GET /status in a browser', () => {
@@ -118,10 +123,13 @@ describe('GET /status in a browser', () => {
     assert.equal(html.status, 200)
     assert.match(html.headers.get('content-type') ?? '', /^text\/html/)
     assert.equal(html.headers.get('vary'), 'accept')
-    assert.match(await html.text(), /<table class="versions">/)
+    const page = await html.text()
+    assert.match(page, /<table class="versions">/)
     const json = await fetch(`${h.proxy.url}/status`, { headers: { accept: '*/*' } })
     assert.match(json.headers.get('content-type') ?? '', /^application\/json/)
-    assert.equal(((await json.json()) as { mirrors: unknown[] }).mirrors.length, 1)
+    const report = (await json.json()) as { mirrors: unknown[]; configLoaded: string }
+    assert.equal(report.mirrors.length, 1)
+    assert.ok(page.includes(`configuration loaded at <time datetime="${report.configLoaded}">`), `the page shows configLoaded ${report.configLoaded}`)
   })
 
   test('lists one table row per selected version, with what is cached', () => {

@@ -1,6 +1,7 @@
 /**
  * `listen.tls`: the proxy serves https with a certificate from a CA made by the
- * test; clients that trust the CA (node and curl) fetch metadata and files. A
+ * test; clients that trust the CA (node, curl, and a MAAS 3.8 client given an
+ * https boot source) fetch metadata and files. A
  * certificate replaced on disk and reloaded is what the next connection gets,
  * while a download that started before goes on to its last byte; a broken
  * file is refused and the certificate in use stays.
@@ -18,7 +19,8 @@ import { connect } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
+import { MIRROR_PATH, selectedFiles, startHarness, type Harness } from '../support/proxy-harness.js'
+import { createMaasClient } from '../support/maas-client.js'
 import { createTestCa, type TestCa } from '../support/test-ca.js'
 import { ConfigError, loadConfig } from '../../src/config/load-config.js'
 
@@ -80,6 +82,30 @@ describe('https listener', () => {
     assert.equal(stdout, '200')
     await assert.rejects(run('curl', ['-sS', '-o', '/dev/null', `${h.proxy.url}${INDEX}`]), 'curl without the CA refuses the server')
     assert.equal(await certificateOfNextConnection(), await fingerprintOf(served.cert))
+  })
+
+  test('MAAS syncs from an https boot source trusting the test CA: every document passes gpgv, every file its sha256', async () => {
+    const keyringResponse = await open('/keyring.gpg')
+    assert.equal(keyringResponse.statusCode, 200)
+    const chunks: Buffer[] = []
+    for await (const chunk of keyringResponse) chunks.push(chunk as Buffer)
+    const keyring = new Uint8Array(Buffer.concat(chunks))
+    const maas = (ca?: Buffer) =>
+      createMaasClient({ url: `${h.proxy.url}${MIRROR_PATH}`, keyring, ca, heartbeatMs: 5_000, backoffMs: 100, maxBackoffMs: 500, giveUpAfterMs: 60_000 })
+
+    await assert.rejects(maas().fetchMetadata(), /unable to verify the first certificate|unable to get local issuer certificate|self-signed certificate/, 'without the CA the boot source is refused')
+
+    const result = await maas(caPem).sync()
+    assert.equal(result.ok, true, result.failure)
+    // fetchMetadata ran gpgv on each document it kept: the index and every products file it lists.
+    const index = result.metadata.documents.get('streams/v1/index.sjson') ?? ''
+    const entries = JSON.parse(index.slice(index.indexOf('{'), index.indexOf('-----BEGIN PGP SIGNATURE-----'))).index as Record<string, { path: string }>
+    const listed = Object.values(entries).map((entry) => entry.path)
+    assert.ok(listed.length > 0)
+    assert.deepEqual([...result.metadata.documents.keys()].sort(), ['streams/v1/index.sjson', ...listed].sort())
+    const expected = new Set(selectedFiles(h.tree.items, '20250201').filter((item) => item.ftype !== 'manifest').map((item) => item.sha256))
+    assert.deepEqual(new Set(result.files.map((file) => file.sha256)), expected)
+    for (const file of result.files) assert.equal(file.outcome, 'verified', `${file.path}: ${file.errors.join('; ')}`)
   })
 
   test('a certificate replaced on disk is served after a reload, while a download begun before completes', async () => {

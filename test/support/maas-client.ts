@@ -8,10 +8,13 @@
  * and is retried from byte 0 after a reset, a stall, a short body or a bad
  * sha256, with backoff (1 s doubling to 60 s) for up to 2 h; any status other
  * than 200 (3xx included: MAAS follows no redirect for files) fails the whole
- * sync at once. Times are options so that tests can scale them down.
+ * sync at once. Times are options so that tests can scale them down. An
+ * `https` boot source is verified against `ca` (as a MAAS host given a private
+ * CA), or against Node's roots without it.
  */
 
-import http from 'node:http'
+import http, { type IncomingMessage } from 'node:http'
+import https from 'node:https'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { gpgvText } from './gpgv.js'
@@ -31,6 +34,8 @@ export interface MaasClientOptions {
   giveUpAfterMs?: number
   /** The whole metadata fetch, gpgv included; MAAS: 30 s. */
   metadataTimeoutMs?: number
+  /** CA certificates (PEM) trusted for an `https` boot source instead of Node's roots. */
+  ca?: string | Buffer
 }
 
 /** The item types MAAS downloads; it never fetches a manifest. */
@@ -78,6 +83,11 @@ export interface MaasClient {
 
 class PermanentFailure extends Error {}
 
+/** Redirects aiohttp follows for metadata by default; files follow none. */
+const METADATA_MAX_REDIRECTS = 10
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+const HEADERS = { 'user-agent': 'maas/3.8-test' }
+
 export function createMaasClient(options: MaasClientOptions): MaasClient {
   const heartbeatMs = options.heartbeatMs ?? 10_000
   const firstBackoffMs = options.backoffMs ?? 1_000
@@ -86,10 +96,28 @@ export function createMaasClient(options: MaasClientOptions): MaasClient {
   const metadataTimeoutMs = options.metadataTimeoutMs ?? 30_000
   const base = options.url.endsWith('/') ? options.url : `${options.url}/`
 
+  /** One GET over http or https (trusting `ca`), without connection reuse, as each MAAS activity opens its own. */
+  function get(url: URL, init: { headers: Record<string, string>; signal?: AbortSignal }): http.ClientRequest {
+    if (url.protocol === 'https:') return https.get(url, { agent: false, ...init, ...(options.ca !== undefined && { ca: options.ca }) })
+    return http.get(url, { agent: false, ...init })
+  }
+
+  /** A metadata document's status and text, redirects followed (aiohttp's way). */
+  async function fetchText(url: URL, signal: AbortSignal, redirects = 0): Promise<{ status: number; text: string }> {
+    const response = await new Promise<IncomingMessage>((resolve, reject) => get(url, { headers: HEADERS, signal }).on('response', resolve).on('error', reject))
+    const location = response.headers.location
+    if (REDIRECTS.has(response.statusCode ?? 0) && location !== undefined && redirects < METADATA_MAX_REDIRECTS) {
+      response.resume()
+      return fetchText(new URL(location, url), signal, redirects + 1)
+    }
+    const chunks: Buffer[] = []
+    for await (const chunk of response) chunks.push(chunk as Buffer)
+    return { status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }
+  }
+
   async function verifiedDocument(path: string, signal: AbortSignal): Promise<{ text: string; json: Record<string, unknown> }> {
-    const response = await fetch(new URL(path, base), { signal, headers: { 'user-agent': 'maas/3.8-test' } })
-    const text = await response.text()
-    if (response.status !== 200) throw new Error(`${path}: HTTP ${response.status}`)
+    const { status, text } = await fetchText(new URL(path, base), signal)
+    if (status !== 200) throw new Error(`${path}: HTTP ${status}`)
     const checked = await gpgvText(options.keyring, text)
     if (!checked.ok) throw new Error(`${path}: gpgv refused it: ${checked.stderr.trim()}`)
     // MAAS cuts the JSON from the first `{` to the signature block.
@@ -126,7 +154,7 @@ export function createMaasClient(options: MaasClientOptions): MaasClient {
   /** One GET of `file`: resolves with its bytes, throws PermanentFailure on a status, another error on a broken or silent transfer. */
   function attempt(file: MaasFile, cancelled: AbortSignal): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      const request = http.get(new URL(file.path, base), { agent: false, headers: { 'user-agent': 'maas/3.8-test', 'accept-encoding': 'gzip, deflate' } })
+      const request = get(new URL(file.path, base), { headers: { ...HEADERS, 'accept-encoding': 'gzip, deflate' } })
       let timer: NodeJS.Timeout | undefined
       const heartbeat = () => {
         clearTimeout(timer)
