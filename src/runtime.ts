@@ -23,6 +23,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
+import { StoreAccessError, StoreUnavailableError } from './store/object-store.js'
 import { createHttpSource } from './upstream/http-source.js'
 import { createUpstreamClient, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 
@@ -41,7 +42,7 @@ export interface ProxyCore {
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
    * stopped (the new one is left for the caller to start). The store, its fills
-   * and the upstream client are kept: `dataDir` and `signingKey` stay as they
+   * and the upstream client are kept: `dataDir`, `store` and `signingKey` stay as they
    * were (the caller says a restart is needed).
    */
   reconfigure(config: Config): Promise<void>
@@ -63,6 +64,10 @@ export interface CoreOptions {
   leaseTtlMs?: number
   /** With no metadata held, how long after a failed fetch requests are answered 503 without asking upstream. */
   metadataUnavailableRetryMs?: number
+  /** Where S3 credentials are read; default `process.env`. */
+  env?: NodeJS.ProcessEnv
+  /** How often a store that is down is asked again; default 30 s. */
+  storeCheckIntervalMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -75,6 +80,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   if (created) log.info('created signing key', { path: config.signingKey, fingerprint: signingKey.fingerprint })
   const store = await openStore({
     dataDir: config.dataDir,
+    backend: config.store,
+    env: options.env,
+    storeCheckIntervalMs: options.storeCheckIntervalMs,
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
@@ -85,12 +93,17 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     onError: (message) => log.warn('store', { error: message }),
     onFailed: (fill, error) => {
       if (error instanceof VerificationError) traffic.verificationFailures++
-      else traffic.upstreamErrors++
+      // A store that failed mid-fill is counted by the store's own error count.
+      else if (!(error instanceof StoreUnavailableError)) traffic.upstreamErrors++
       log.warn('fill failed', { path: fill.target.path, error: error.message })
     },
+  }).catch((error: unknown) => {
+    // Credentials, bucket or permissions the operator must fix: one line, exit 2.
+    if (error instanceof StoreAccessError) throw new ConfigError(config.source, error.key, error.problem)
+    throw error
   })
   const { startup } = store
-  log.info('store opened', { dataDir: config.dataDir, ...startup })
+  log.info('store opened', { dataDir: config.dataDir, store: store.objects.location, ...startup })
   const client = createUpstreamClient({
     userAgent: 'sstream-proxy',
     metadataMaxBytes: config.limits.metadataMaxBytes,
@@ -136,7 +149,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     traffic,
     log,
     async reconfigure(next) {
-      const settings = { ...next, dataDir: core.config.dataDir, signingKey: core.config.signingKey }
+      const settings = { ...next, dataDir: core.config.dataDir, store: core.config.store, signingKey: core.config.signingKey }
       const built = await buildMirrors(settings)
       const previous = core.prefetcher
       // One synchronous step: no request or commit sees new mirrors with the old configuration.
@@ -186,6 +199,7 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   ['listen.port', (config) => config.listen.port],
   ['listen.tls', (config) => config.listen.tls !== undefined],
   ['dataDir', (config) => config.dataDir],
+  ['store', (config) => JSON.stringify(config.store)],
   ['signingKey', (config) => config.signingKey],
   // The upstream client, which enforces these, is kept across reloads with its connections.
   ['limits.metadataMaxBytes', (config) => config.limits.metadataMaxBytes],

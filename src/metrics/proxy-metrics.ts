@@ -75,6 +75,8 @@ export function proxyMetrics(deps: MetricsDeps): MetricFamily[] {
     gauge('sstream_proxy_active_fills', 'Files being fetched from upstream now.', report.cache.activeFills),
     gauge('sstream_proxy_cache_files', 'Files in the cache.', report.cache.files),
     gauge('sstream_proxy_cache_bytes', 'Bytes in the cache.', report.cache.bytes),
+    gauge('sstream_proxy_store_up', 'Whether the last request to the store (filesystem or S3) got an answer (absent before the first).', report.store.state === 'unknown' ? [] : Number(report.store.state === 'ok')),
+    counter('sstream_proxy_store_errors_total', 'Requests to the store that failed (unreachable, refused, 5xx); a missing object is not an error.', report.store.errors),
     gauge('sstream_proxy_upstream_up', 'Whether the last metadata check reached upstream (absent before the first check).', perMirror((m) => (m.upstreamReachable === null ? null : Number(m.upstreamReachable)))),
     gauge('sstream_proxy_metadata_updated_timestamp_seconds', 'When the mirror last checked its metadata with upstream successfully.', perMirror((m) => isoSeconds(m.metadataUpdated))),
     gauge('sstream_proxy_metadata_error', '1 while the last metadata refresh of the mirror failed.', perMirror((m) => Number(m.metadataError !== null))),

@@ -71,6 +71,7 @@ export function buildStatusReport(deps: StatusDeps) {
       servedBytes: traffic.servedBytes,
       activeFills: store.fills.active().length,
     },
+    store: store.status(),
     mirrors,
   }
 }

@@ -113,9 +113,9 @@ export class StoreAccessError extends Error {
   override name = 'StoreAccessError'
   constructor(
     readonly key: string,
-    message: string,
+    readonly problem: string,
   ) {
-    super(`${key}: ${message}`)
+    super(`${key}: ${problem}`)
   }
 }
 

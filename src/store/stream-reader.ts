@@ -39,7 +39,12 @@ export function createStreamReader(body: Readable, start: number): RangeReader {
 
   return {
     async read(buffer, offset, length, at) {
-      if (at !== position) throw new Error(`a streamed read must go on at byte ${position}, not ${at}`)
+      if (at < position) throw new Error(`a streamed read cannot go back from byte ${position} to ${at}`)
+      // Bytes the caller had from elsewhere (a fill's memory) are read and dropped.
+      while (position < at) {
+        const skipped = await this.read(buffer, offset, Math.min(length, at - position), position)
+        if (skipped.bytesRead === 0) return skipped
+      }
       let filled = 0
       while (filled < length) {
         const chunk = leftover ?? (body.read() as Buffer | null)

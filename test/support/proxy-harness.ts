@@ -67,6 +67,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     signingKey: join(dataDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency: 4 },
+    store: { type: 'filesystem' },
     limits: DEFAULT_LIMITS,
     mirrors: [
       {
