@@ -35,6 +35,10 @@ export interface HarnessOptions {
   fillAttempts?: number
   metadataUnavailableRetryMs?: number
   sendStallTimeoutMs?: number
+  /** The proxy's environment (S3 credentials). */
+  env?: NodeJS.ProcessEnv
+  /** How often a store that is down is asked again. */
+  storeCheckIntervalMs?: number
   /** Mirrors served besides the harness's own `stable`, sharing its store. */
   extraMirrors?: MirrorConfig[]
 }
@@ -97,6 +101,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
       metadataUnavailableRetryMs: options.metadataUnavailableRetryMs,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
+      env: options.env,
+      storeCheckIntervalMs: options.storeCheckIntervalMs,
     })
     // Tests count upstream requests: let the first metadata fetch finish before they start.
     await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))
