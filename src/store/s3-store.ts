@@ -67,6 +67,10 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
   const tempParent = join(options.dataDir, 'tmp')
   const spoolDir = join(tempParent, options.owner)
   const keyOf = (sha256: string) => `${prefix}${sha256}`
+  // The SDK warns on every start under Node 20 that releases after January 2027
+  // will need Node 22: the release is pinned (package.json) for that reason, and
+  // the warning would otherwise be every start-up's first line on stderr.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const client = new S3Client({
     endpoint: options.endpoint,
     region: options.region,
