@@ -121,8 +121,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   try {
     await objects.check()
   } catch (error) {
-    objects.close()
-    if (error instanceof StoreAccessError) throw error
+    if (error instanceof StoreAccessError) {
+      objects.close()
+      throw error
+    }
     // A store that is down must not keep the metadata from being served.
     reachable = false
     reportError(`store at ${objects.location} unavailable at start-up, will retry: ${(error as Error).message}`)
