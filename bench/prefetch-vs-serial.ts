@@ -44,6 +44,7 @@ async function pass(concurrency: number): Promise<{ seconds: number; files: numb
     signingKey: join(workDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency },
+    store: { type: 'filesystem' },
     limits: DEFAULT_LIMITS,
     mirrors: [
       {

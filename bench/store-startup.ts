@@ -24,7 +24,7 @@ try {
   }
   for (const row of rows) {
     await mkdir(join(dataDir, 'blobs', row.sha256.slice(0, 2)), { recursive: true })
-    await writeFile(seed.blobs.blobPath(row.sha256), 'x')
+    await writeFile((seed.objects.localPath as (sha256: string) => string)(row.sha256), 'x')
   }
   insert(rows)
   await seed.close()

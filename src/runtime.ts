@@ -25,6 +25,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { VerificationError } from './store/fill.js'
+import { StoreAccessError, StoreUnavailableError } from './store/object-store.js'
 import { createSource } from './upstream/create-source.js'
 import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type TransportSettings, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
@@ -49,8 +50,8 @@ export interface ProxyCore {
    * by the same factories, swapped in together; then the old prefetcher is
    * stopped. Resolves to the mirrors whose pass it stopped: the caller starts
    * the new prefetcher with them as `resume`, so no pass is lost. The store, its fills,
-   * the metadata worker and the upstream client are kept: `dataDir` and
-   * `signingKey` stay as they were (the caller says a restart is needed). A
+   * the metadata worker and the upstream client are kept: `dataDir`, `store`
+   * and `signingKey` stay as they were (the caller says a restart is needed). A
    * changed `proxy` or `ca` (or a replaced CA file) takes effect: the new
    * mirrors get the client's transport for their settings, while transfers on
    * the old one finish.
@@ -80,6 +81,10 @@ export interface CoreOptions {
   now?: () => Date
   /** How often the prefetch schedule looks at the clock for its windows; default 30 s. */
   windowCheckMs?: number
+  /** Where S3 credentials are read; default `process.env`. */
+  env?: NodeJS.ProcessEnv
+  /** How often a store that is down is asked again; default 30 s. */
+  storeCheckIntervalMs?: number
 }
 
 /** Opens everything but the HTTP server: what `serve`, `prefetch`, `gc` and `verify` share. */
@@ -94,6 +99,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const store = await openStore({
     dataDir: config.dataDir,
     budget,
+    backend: config.store,
+    env: options.env,
+    storeCheckIntervalMs: options.storeCheckIntervalMs,
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
@@ -104,12 +112,17 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     onError: (message) => log.warn('store', { error: message }),
     onFailed: (fill, error) => {
       if (error instanceof VerificationError) traffic.verificationFailures++
-      else traffic.upstreamErrors++
+      // A store that failed mid-fill is counted by the store's own error count.
+      else if (!(error instanceof StoreUnavailableError)) traffic.upstreamErrors++
       log.warn('fill failed', { path: fill.target.path, error: error.message })
     },
+  }).catch((error: unknown) => {
+    // Credentials, bucket or permissions the operator must fix: one line, exit 2.
+    if (error instanceof StoreAccessError) throw new ConfigError(config.source, error.key, error.problem)
+    throw error
   })
   const { startup } = store
-  log.info('store opened', { dataDir: config.dataDir, ...startup })
+  log.info('store opened', { dataDir: config.dataDir, store: store.objects.location, ...startup })
   const client = createUpstreamClient({
     userAgent: 'sstream-proxy',
     onRedirect: (from, to, redirects) => log.info('upstream redirected', { url: from, final: to, redirects }),
@@ -180,7 +193,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     traffic,
     log,
     async reconfigure(next) {
-      const settings = { ...next, dataDir: core.config.dataDir, signingKey: core.config.signingKey }
+      const settings = { ...next, dataDir: core.config.dataDir, store: core.config.store, signingKey: core.config.signingKey }
       const built = await buildMirrors(settings)
       const previous = core.prefetcher
       // One synchronous step: no request or commit sees new mirrors with the old configuration.
@@ -255,6 +268,7 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   ['listen.port', (config) => config.listen.port],
   ['listen.tls', (config) => config.listen.tls !== undefined],
   ['dataDir', (config) => config.dataDir],
+  ['store', (config) => JSON.stringify(config.store)],
   ['signingKey', (config) => config.signingKey],
   // The budget every fill reads through is made once, at start, with these rates.
   ['limits.upstreamRate', (config) => config.limits.upstreamRate],

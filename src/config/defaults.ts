@@ -20,6 +20,7 @@ export const SIGNING_KEY_FILE = 'signing-key.asc'
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
   dataDir: './data',
+  store: { type: 'filesystem', prefix: '', region: 'us-east-1', forcePathStyle: true, abandonedUploadAge: '24h' },
   metadataTtl: '10m',
   // No rate keys: upstream and prefetch take what the link gives.
   prefetch: { onStart: true, interval: '1h', concurrency: 4, windows: [] },

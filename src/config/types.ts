@@ -89,10 +89,28 @@ export interface LimitsConfig {
   upstreamRate?: number
 }
 
+/** Where cached files live. The SQLite index stays in `dataDir` either way. */
+export type StoreConfig =
+  | { type: 'filesystem' }
+  | {
+      type: 's3'
+      /** URL of the S3 API, e.g. a Ceph RADOS Gateway. */
+      endpoint: string
+      bucket: string
+      /** Prepended to every object's key (its sha256); empty or ending with `/`. */
+      prefix: string
+      region: string
+      /** Path-style URLs (`endpoint/bucket/key`), as RGW needs without wildcard DNS. */
+      forcePathStyle: boolean
+      /** Seconds after which a multipart upload no fill owns is aborted. */
+      abandonedUploadAge: number
+    }
+
 export interface Config {
   listen: ListenConfig
   /** Absolute. */
   dataDir: string
+  store: StoreConfig
   /** Absolute path of the proxy's armored private key. */
   signingKey: string
   /** Seconds. */

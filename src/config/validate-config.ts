@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url'
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
 import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
-import type { CaConfig, Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig } from './types.js'
+import type { CaConfig, Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig, StoreConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
 import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
@@ -50,6 +50,7 @@ export interface ValidateConfigOptions {
 interface ConfigFile {
   listen?: { host?: string; port?: number; tls?: { cert: string; key: string }; allow?: string[]; allowStatus?: string[] }
   dataDir?: string
+  store?: StoreFile
   signingKey?: string
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number; rate?: string | number; windows?: string[] }
@@ -59,6 +60,10 @@ interface ConfigFile {
   caMode?: CaConfig['mode']
   mirrors: MirrorFile[]
 }
+
+type StoreFile =
+  | { type: 'filesystem' }
+  | { type: 's3'; endpoint: string; bucket: string; prefix?: string; region?: string; forcePathStyle?: boolean; abandonedUploadAge?: string | number }
 
 /** The keys that say how upstream requests leave the machine, at the top level and per mirror. */
 type OutboundFile = Pick<ConfigFile, 'proxy' | 'ca' | 'caMode'>
@@ -128,6 +133,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
 
   const dataDir = resolve(options.baseDir, file.dataDir ?? DEFAULTS.dataDir)
   const signingKey = file.signingKey === undefined ? resolve(dataDir, SIGNING_KEY_FILE) : resolve(options.baseDir, file.signingKey)
+  const store = convertStore(file.store ?? { type: 'filesystem' }, fail)
   const metadataTtl = checkDuration(file.metadataTtl ?? DEFAULTS.metadataTtl, 'metadataTtl', fail)
 
   const prefetch = file.prefetch ?? {}
@@ -158,12 +164,32 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
       ...(listen.allowStatus && { allowStatus: listen.allowStatus }),
     },
     dataDir,
+    store,
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency, ...(prefetchRate !== undefined && { rate: prefetchRate }), windows },
     limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout, ...(upstreamRate !== undefined && { upstreamRate }) },
     mirrors,
     source: options.source,
+  }
+}
+
+function convertStore(store: StoreFile, fail: Fail): StoreConfig {
+  if (store.type === 'filesystem') return { type: 'filesystem' }
+  const { endpoint, bucket } = store
+  const url = URL.canParse(endpoint) ? new URL(endpoint) : undefined
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail('store.endpoint', `${describeValue(endpoint)} is not an http(s) URL`)
+  if (url?.username !== '' || url?.password !== '') fail('store.endpoint', 'credentials do not go in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')
+  const prefix = store.prefix ?? DEFAULTS.store.prefix
+  if (prefix !== '' && !prefix.endsWith('/')) fail('store.prefix', `${describeValue(prefix)} must be empty or end with "/"`)
+  return {
+    type: 's3',
+    endpoint,
+    bucket,
+    prefix,
+    region: store.region ?? DEFAULTS.store.region,
+    forcePathStyle: store.forcePathStyle ?? DEFAULTS.store.forcePathStyle,
+    abandonedUploadAge: checkDuration(store.abandonedUploadAge ?? DEFAULTS.store.abandonedUploadAge, 'store.abandonedUploadAge', fail),
   }
 }
 

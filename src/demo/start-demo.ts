@@ -59,6 +59,7 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     metadataTtl: 60,
     // Warms the selection at once: /status shows the pass and its history.
     prefetch: { onStart: true, interval: 3600, concurrency: 2 },
+    store: { type: 'filesystem' },
     limits: DEFAULT_LIMITS,
     mirrors: [
       {

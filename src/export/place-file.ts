@@ -8,8 +8,10 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { link, open, rename, rm, type FileHandle } from 'node:fs/promises'
+import { link, open, rename, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { readChunks } from '../store/object-bytes.js'
+import type { RangeReader } from '../store/object-store.js'
 import { ExportError, prepareParents, TEMP_DIR_NAME } from './export-paths.js'
 
 export interface PlaceTarget {
@@ -18,12 +20,13 @@ export interface PlaceTarget {
   size: number
 }
 
-/** What the store must offer an export: the path of a stored file (to link) and a way to read it (to copy). */
+/** What the store must offer an export: the path of a stored file (to link), when it is a local file, and a way to read it (to copy). */
 export interface ExportSource {
   /** A folder on the store's filesystem, to tell whether links can work. */
   root: string
-  blobPath(sha256: string): string
-  openStored(sha256: string): Promise<{ handle: FileHandle } | undefined>
+  /** Absent for a store that is not a local filesystem (S3): files are then copied. */
+  localPath?(sha256: string): string
+  openStored(sha256: string, start: number, end: number): Promise<RangeReader | undefined>
 }
 
 export interface PlaceOptions {
@@ -42,15 +45,16 @@ export type Placed = 'linked' | 'copied'
 /** Places stored files; after the first EXDEV it copies without trying links again. */
 export function createFilePlacer(options: PlaceOptions): (target: PlaceTarget) => Promise<Placed> {
   const { root, source } = options
-  let linksWork = !options.copy
+  const localPath = source.localPath
+  let linksWork = !options.copy && localPath !== undefined
   return async function placeFile(target) {
     const temp = tempPath(root)
     const final = await prepareParents(root, target.path)
     try {
       let how: Placed = 'copied'
-      if (linksWork) {
+      if (linksWork && localPath !== undefined) {
         try {
-          await link(source.blobPath(target.sha256), temp)
+          await link(localPath(target.sha256), temp)
           how = 'linked'
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code
@@ -110,13 +114,13 @@ function tempPath(root: string): string {
 }
 
 async function copyVerified(source: ExportSource, target: PlaceTarget, temp: string, onBytes: (bytes: number) => void): Promise<void> {
-  const stored = await source.openStored(target.sha256)
+  const stored = await source.openStored(target.sha256, 0, target.size - 1)
   if (stored === undefined) throw new ExportError(`${target.path}: no longer stored (sha256 ${target.sha256}); run the export again`)
   const out = await open(temp, 'wx', 0o644)
   const hash = createHash('sha256')
   let written = 0
   try {
-    for await (const chunk of createReadStream('', { fd: stored.handle, highWaterMark: 1024 * 1024 })) {
+    for await (const chunk of readChunks(stored, 0, target.size - 1)) {
       const bytes = chunk as Buffer
       hash.update(bytes)
       await out.write(bytes)
@@ -126,7 +130,7 @@ async function copyVerified(source: ExportSource, target: PlaceTarget, temp: str
     await out.sync()
   } finally {
     await out.close()
-    await stored.handle.close().catch(() => undefined)
+    await stored.close().catch(() => undefined)
   }
   mismatch(target, { sha256: hash.digest('hex'), size: written }, 'stored file')
 }

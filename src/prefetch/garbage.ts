@@ -41,9 +41,9 @@ export async function collectGarbage(store: Store, mirrors: readonly MirrorPubli
   if (options.dryRun !== true) {
     for (const file of files) {
       // The row goes first so no new reader finds the file. A client already
-      // reading it keeps its open descriptor: unlink does not cut it off.
+      // reading it keeps its open descriptor (or its GET of the object).
       store.index.delete(file.sha256)
-      await store.blobs.remove(file.sha256)
+      await store.objects.remove(file.sha256)
     }
   }
   return { files, bytes: files.reduce((sum, file) => sum + file.size, 0) }

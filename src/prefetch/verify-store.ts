@@ -5,9 +5,9 @@
  * `repair` removed with its row, so the next request or pass fetches it again.
  */
 
-import { createReadStream } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { pipeline } from 'node:stream/promises'
+import { readChunks } from '../store/object-bytes.js'
+import type { ObjectStore } from '../store/object-store.js'
 import type { Publication } from '../mirror/publication.js'
 import type { StoredFile } from '../store/file-index.js'
 import type { Store } from '../store/store.js'
@@ -40,14 +40,14 @@ export async function verifyStore(store: Store, publications: ReadonlyArray<Publ
   const report: VerifyReport = { checked: 0, bytes: 0, problems: [], repaired: options.repair === true }
   for (const file of store.index.all()) {
     const known = expected.get(file.sha256)
-    const problem = await check(store.blobs.blobPath(file.sha256), file, known?.size)
+    const problem = await check(store.objects, file, known?.size)
     report.checked++
     report.bytes += file.size
     if (problem !== undefined) {
       report.problems.push({ sha256: file.sha256, path: known?.path ?? file.path, problem })
       if (options.repair === true) {
         store.index.delete(file.sha256)
-        await store.blobs.remove(file.sha256)
+        await store.objects.remove(file.sha256)
       }
     }
     options.onFile?.(file, problem)
@@ -55,19 +55,20 @@ export async function verifyStore(store: Store, publications: ReadonlyArray<Publ
   return report
 }
 
-async function check(location: string, file: StoredFile, metadataSize: number | undefined): Promise<string | undefined> {
+async function check(objects: ObjectStore, file: StoredFile, metadataSize: number | undefined): Promise<string | undefined> {
   const hash = createHash('sha256')
   let size = 0
   try {
-    await pipeline(createReadStream(location), async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        size += chunk.length
-        hash.update(chunk)
-      }
-    })
+    // The whole object as stored, whatever the index says its size is.
+    const storedSize = await objects.head(file.sha256)
+    const reader = storedSize === undefined ? undefined : await objects.openRange(file.sha256, 0, storedSize - 1)
+    if (storedSize === undefined || reader === undefined) return 'missing from the store'
+    for await (const chunk of readChunks(reader, 0, storedSize - 1)) {
+      size += chunk.length
+      hash.update(chunk)
+    }
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    return code === 'ENOENT' ? 'missing from disk' : `unreadable: ${(error as Error).message}`
+    return `unreadable: ${(error as Error).message}`
   }
   if (metadataSize !== undefined && size !== metadataSize) return `size ${size} differs from the signed metadata (${metadataSize})`
   if (size !== file.size) return `size ${size} differs from the index (${file.size})`

@@ -1,12 +1,13 @@
 /**
- * Answers a request for an item file: from disk on a hit (1 MiB reads, no
- * re-hash), or by joining the file's shared fill on a miss so that bytes
- * reach the client as they arrive from upstream. Handles `Range`, `HEAD`,
+ * Answers a request for an item file: from the store on a hit (no re-hash),
+ * or by joining the file's shared fill on a miss so that bytes reach the
+ * client as they arrive from upstream. Handles `Range`, `HEAD`,
  * `ETag` and `If-None-Match`.
  */
 
 import type { Store } from '../store/store.js'
 import { fillRange, storedRange, type RangeSource } from '../store/range-source.js'
+import { StoreUnavailableError, type RangeReader } from '../store/object-store.js'
 import type { FillSource } from '../store/fill.js'
 import { awaitFirstBytes } from '../store/first-bytes.js'
 import type { ServableFile } from '../mirror/publication.js'
@@ -33,30 +34,22 @@ export const RETRY_AFTER_SECONDS = 30
 /** `missWaitMs`: how long a miss may wait for upstream's first byte, retries included (the mirror's `missWait`). */
 export async function answerFile(store: Store, file: ServableFile, request: FileRequest, source: FillSource, missWaitMs: number): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
-  const stored = await store.openStored(file.sha256)
+  const row = store.index.get(file.sha256)
   // Content-Length and ranges come from the item's size: a stored file of
   // another size would end the response with bytes that fail its sha256.
-  const storedConflict = stored === undefined ? undefined : sizeConflict(file, { size: stored.file.size, state: 'stored' })
-  if (storedConflict !== undefined) {
-    void stored?.handle.close().catch(() => undefined)
-    return { kind: 'inconsistent', message: storedConflict }
-  }
-  const cache = stored !== undefined ? 'hit' : 'miss'
+  const storedConflict = row === undefined ? undefined : sizeConflict(file, { size: row.size, state: 'stored' })
+  if (storedConflict !== undefined) return { kind: 'inconsistent', message: storedConflict }
+  let cache: 'hit' | 'miss' = row !== undefined ? 'hit' : 'miss'
   const headers: Record<string, string> = {
     'accept-ranges': 'bytes',
     etag,
     'content-type': 'application/octet-stream',
     'x-cache': cache.toUpperCase(),
   }
-  const close = () => void stored?.handle.close().catch(() => undefined)
 
-  if (matchesEtag(request.ifNoneMatch, etag)) {
-    close()
-    return { kind: 'empty', status: 304, headers, cache }
-  }
+  if (matchesEtag(request.ifNoneMatch, etag)) return { kind: 'empty', status: 304, headers, cache }
   const range = parseRange(request.range, file.size)
   if (range.kind === 'unsatisfiable') {
-    close()
     return { kind: 'empty', status: 416, headers: { ...headers, 'content-range': `bytes */${file.size}` }, cache }
   }
   const start = range.kind === 'partial' ? range.start : 0
@@ -65,13 +58,26 @@ export async function answerFile(store: Store, file: ServableFile, request: File
   headers['content-length'] = String(Math.max(0, end - start + 1))
   if (range.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${file.size}`
 
-  if (stored !== undefined) {
-    store.index.recordHit(file.sha256)
+  if (row !== undefined) {
     if (request.method === 'HEAD' || file.size === 0) {
-      close()
+      store.index.recordHit(file.sha256)
       return { kind: 'body', status, headers, body: undefined, cache }
     }
-    return { kind: 'body', status, headers, body: storedRange(stored.handle, start, end), cache }
+    let reader: RangeReader | undefined
+    try {
+      reader = await store.openStored(file.sha256, start, end)
+    } catch (error) {
+      // The store is down: the file is there but cannot be read; a fill could not store it either.
+      if (error instanceof StoreUnavailableError) return { kind: 'unavailable', message: `${file.path}: the store cannot be read: ${error.message}` }
+      throw error
+    }
+    if (reader !== undefined) {
+      store.index.recordHit(file.sha256)
+      return { kind: 'body', status, headers, body: storedRange(reader, start, end), cache }
+    }
+    // Gone from the store since it was indexed (its row is dropped): a miss after all.
+    cache = 'miss'
+    headers['x-cache'] = 'MISS'
   }
 
   if (request.method === 'HEAD') return { kind: 'body', status, headers, body: undefined, cache }
@@ -83,5 +89,5 @@ export async function answerFile(store: Store, file: ServableFile, request: File
   // A running fill of the sha256 started for another item keeps that item's size.
   const fillConflict = sizeConflict(file, { size: first.fill.target.size, state: 'being fetched' })
   if (fillConflict !== undefined) return { kind: 'inconsistent', message: fillConflict }
-  return { kind: 'body', status, headers, body: fillRange(first.fill, store.blobs.blobPath(file.sha256), start, end), cache }
+  return { kind: 'body', status, headers, body: fillRange(first.fill, store.objects, start, end), cache }
 }

@@ -105,6 +105,7 @@ export function buildStatusReport(deps: StatusDeps) {
       activeFills: store.fills.active().length,
     },
     bandwidth: deps.bandwidth?.() ?? UNLIMITED_BANDWIDTH,
+    store: store.status(),
     mirrors,
   }
 }

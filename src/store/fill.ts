@@ -1,18 +1,18 @@
 /**
  * Shared fills, the apt-cacher-ng model: one upstream transfer per file
  * (keyed by sha256) however many clients and prefetch workers want it. The
- * fill writes to a temp file as bytes arrive and every reader follows that
- * file as it grows. Size and sha256 are checked before the file is committed;
+ * fill writes to the store's writer as bytes arrive and every reader follows
+ * what it has written. Size and sha256 are checked before the file is committed;
  * until then the last byte is held back, so no client can ever receive a
  * complete body of bad bytes. Interrupted transfers resume with `Range`.
  */
 
 import { EventEmitter } from 'node:events'
-import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { BlobStore, TempFile } from './blob-store.js'
 import type { FileIndex } from './file-index.js'
 import type { Readable } from 'node:stream'
+import type { ObjectStore, ObjectWriter, RangeReader } from './object-store.js'
+import { VerificationError } from './verification-error.js'
 import { UpstreamError, backoffMs } from '../upstream/upstream-client.js'
 import type { FileResponse } from '../upstream/upstream-source.js'
 import type { RateBudget, TransferPriority } from '../upstream/rate-budget.js'
@@ -29,19 +29,20 @@ export type FillSource = (offset: number) => Promise<FileResponse>
 
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed'
 
-/** The file's bytes do not match the signed metadata: retrying the same upstream will not help. */
-export class VerificationError extends Error {
-  override name = 'VerificationError'
-}
+export { VerificationError }
 
 export interface Fill extends EventEmitter {
   readonly target: FillTarget
   readonly state: FillState
-  /** Bytes written to the temp file so far. */
+  /** Bytes written to the store's writer so far. */
   readonly written: number
   /** Bytes a reader may pass on now: all once verified, all but the last before. */
   readonly releasable: number
-  readonly tempPath: string | undefined
+  /**
+   * A reader over the bytes written so far; rejects with ENOENT before the
+   * writer exists and once it has committed (read the store then) or failed.
+   */
+  openWritten(): Promise<RangeReader>
   readonly error: Error | undefined
   readonly startedAt: number
   /** `prefetch` while only prefetch wants the file; `miss` from the moment a client does. */
@@ -65,7 +66,7 @@ export interface FillEvents {
 }
 
 export interface FillCoordinatorOptions extends FillEvents {
-  blobs: BlobStore
+  objects: ObjectStore
   index: FileIndex
   /** Upstream attempts per fill, resuming where the last one stopped. */
   attempts?: number
@@ -85,7 +86,7 @@ export interface FillCoordinator {
   active(): Fill[]
   /** Resolves when every running fill has ended (committed or failed). */
   idle(): Promise<void>
-  /** Fails every running fill now (shutdown): temp files are removed, readers see an error. */
+  /** Fails every running fill now (shutdown): what was written is dropped, readers see an error. */
   abortAll(reason: string): Promise<void>
 }
 
@@ -95,13 +96,13 @@ const MAX_BUFFERED_BYTES = 2 * 1024 * 1024
 
 // How much of what was last written stays in memory for readers following
 // the fill closely: twenty clients on one cold file then send from one copy
-// instead of twenty reads of the temp file. One window per running fill.
+// instead of twenty reads of the written bytes. One window per running fill.
 const HELD_BYTES = 4 * 1024 * 1024
 
 class SharedFill extends EventEmitter implements Fill {
   state: FillState = 'filling'
   written = 0
-  tempPath: string | undefined
+  writer: ObjectWriter | undefined
   error: Error | undefined
   readonly startedAt = Date.now()
   priority: TransferPriority = 'miss'
@@ -137,7 +138,12 @@ class SharedFill extends EventEmitter implements Fill {
     this.written += bytes
   }
 
-  /** Lets go of the held chunks: an ended fill is read from its file. */
+  openWritten(): Promise<RangeReader> {
+    if (this.writer === undefined) return Promise.reject(Object.assign(new Error(`${this.target.path}: nothing written yet`), { code: 'ENOENT' }))
+    return this.writer.openWritten()
+  }
+
+  /** Lets go of the held chunks: an ended fill is read from the store. */
   release(): void {
     this.recent = []
     this.recentBytes = 0
@@ -162,18 +168,17 @@ class SharedFill extends EventEmitter implements Fill {
 }
 
 export function createFillCoordinator(options: FillCoordinatorOptions): FillCoordinator {
-  const { blobs, index } = options
+  const { objects, index } = options
   const attempts = options.attempts ?? 3
   const retryBaseMs = options.retryBaseMs ?? 500
   const running = new Map<string, SharedFill>()
 
   async function run(fill: SharedFill, source: FillSource): Promise<void> {
     const { target } = fill
-    let temp: TempFile | undefined
+    let writer: ObjectWriter | undefined
     try {
-      temp = await blobs.createTemp(target.sha256)
-      fill.tempPath = temp.path
-      const hash = createHash('sha256')
+      writer = await objects.createWriter({ sha256: target.sha256, size: target.size })
+      fill.writer = writer
       // Where the bytes came from (an upstream URL, a file on disk), for the message of a mismatch.
       let origin = ''
       for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
@@ -184,7 +189,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           const body = options.budget?.throttle(response.body, () => fill.priority) ?? response.body
           fill.body = body
           if (fill.abortReason !== undefined) body.destroy()
-          await receive(fill, temp, hash, response, body)
+          await receive(fill, writer, response, body)
           if (fill.written < target.size) {
             throw new UpstreamError(response.url, `body ended after ${fill.written} of ${target.size} bytes`)
           }
@@ -194,13 +199,14 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           await sleep(backoffMs(attempt, retryBaseMs), undefined, { signal: fill.aborter.signal })
         }
       }
-      const digest = hash.digest('hex')
-      if (digest !== target.sha256) {
-        throw new VerificationError(`${target.path}: sha256 ${digest} does not match the signed metadata (${target.sha256}); read from ${origin}`)
+      try {
+        writer.verify()
+      } catch (error) {
+        throw error instanceof VerificationError ? new VerificationError(`${target.path}: ${error.message}; read from ${origin}`) : error
       }
       fill.state = 'verified'
       fill.emit('progress')
-      await blobs.commit(temp, target.sha256)
+      await writer.commit()
       index.put(target)
       fill.state = 'committed'
       fill.emit('progress')
@@ -214,7 +220,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       const error = fill.abortReason !== undefined ? new Error(fill.abortReason) : (caught as Error)
       fill.error = error
       fill.state = 'failed'
-      if (temp !== undefined) await blobs.discard(temp).catch(() => undefined)
+      if (writer !== undefined) await writer.discard().catch(() => undefined)
       fill.emit('progress')
       options.onFailed?.(fill, error)
       throw error
@@ -229,8 +235,8 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     if (running.get(fill.target.sha256) === fill) running.delete(fill.target.sha256)
   }
 
-  /** Appends one upstream response's body (as read through the budget) at `fill.written`, hashing as it goes. */
-  function receive(fill: SharedFill, temp: TempFile, hash: ReturnType<typeof createHash>, response: FileResponse, body: Readable): Promise<void> {
+  /** Appends one upstream response's body (as read through the budget) at `fill.written`; the writer hashes it. */
+  function receive(fill: SharedFill, writer: ObjectWriter, response: FileResponse, body: Readable): Promise<void> {
     const { target } = fill
     let skip: number
     try {
@@ -242,15 +248,15 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     return new Promise<void>((resolve, reject) => {
       let pending: Buffer[] = []
       let pendingBytes = 0
-      // Bytes of the file received and hashed so far, whether written yet or not.
+      // Bytes of the file received so far, whether written yet or not.
       let received = fill.written
       let writing = false
       let ended = false
       let failure: Error | undefined
       let settled = false
 
-      // Settles only once no write is in flight and every hashed byte is
-      // written, so that a retry resumes exactly where the hash stopped.
+      // Settles only once no write is in flight and every received byte is
+      // written, so that a retry resumes exactly where the writer stopped.
       const settle = () => {
         if (settled || writing) return
         if (failure !== undefined) {
@@ -275,14 +281,13 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
             pending = []
             pendingBytes = 0
             if (body.isPaused() && !ended) body.resume()
-            await writeAll(temp, batch, bytes, fill.written)
+            await writer.write(batch, bytes)
             fill.advance(batch, bytes)
             fill.emit('progress')
           }
         } catch (error) {
-          // A write error wins over an upstream error already recorded: retrying
-          // upstream from `fill.written`, behind what was hashed, could only end
-          // as a sha256 mismatch that would blame upstream for the disk.
+          // A write error (disk, object store) wins over an upstream error already
+          // recorded: the fill fails for the store, not for upstream.
           failure = error as Error
           body.destroy()
         } finally {
@@ -304,7 +309,6 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
         if (received + chunk.length > target.size) {
           return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives; read from ${response.url}`))
         }
-        hash.update(chunk)
         received += chunk.length
         pending.push(chunk)
         pendingBytes += chunk.length
@@ -354,22 +358,6 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       }
       await this.idle()
     },
-  }
-}
-
-/**
- * `writev` may write fewer bytes than asked without failing (a disk that
- * fills up part-way does exactly that); writing the rest then fails with the
- * real cause. Counting the whole batch as written would commit a short file.
- */
-async function writeAll(temp: TempFile, batch: Buffer[], bytes: number, position: number): Promise<void> {
-  let done = (await temp.handle.writev(batch, position)).bytesWritten
-  if (done === bytes) return
-  const rest = Buffer.concat(batch)
-  while (done < bytes) {
-    const { bytesWritten } = await temp.handle.write(rest, done, bytes - done, position + done)
-    if (bytesWritten === 0) throw new Error(`${temp.path}: write made no progress at byte ${position + done}`)
-    done += bytesWritten
   }
 }
 

@@ -1,16 +1,17 @@
 /**
  * A byte range of a file that may still be growing: a stored file (all there,
  * final) or a running fill (bytes released as they are written, final once
- * verified). Both ways of sending a range, straight into a Node response
+ * verified). Bytes are read through the store's `RangeReader`, whichever
+ * store it is. Both ways of sending a range, straight into a Node response
  * (`sendRange`) or as a Readable (`rangeStream`), read through this one
  * interface, so a hit and a miss follow the same rules.
  */
 
-import { open, type FileHandle } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { createBufferPool, type BufferPool } from './buffer-pool.js'
 import type { Fill } from './fill.js'
+import type { ObjectStore, RangeReader } from './object-store.js'
 
 export const READ_CHUNK_BYTES = 1024 * 1024
 
@@ -22,7 +23,8 @@ export interface RangeSource {
   readonly start: number
   /** Last byte, inclusive. */
   readonly end: number
-  open(): Promise<FileHandle>
+  /** The reader, opened on the first call (reads start at `position`); the source owns it. */
+  open(position: number): Promise<RangeReader>
   /** Bytes before this offset may be read now; throws the failure of a failed fill. */
   available(): number
   /** True once every byte is verified: only then may a body end. */
@@ -32,20 +34,20 @@ export interface RangeSource {
   /** Bytes `[position, end)` already in memory, to send without reading the file; undefined when not held. */
   held(position: number, end: number): Buffer[] | undefined
   /**
-   * Closes the file the source holds, if any; `open` fails afterwards. The
-   * source owns its file: a sender calls this once when it is done, in every
+   * Closes the reader the source holds, if any; `open` fails afterwards. The
+   * source owns its reader: a sender calls this once when it is done, in every
    * case, even when it never read (its client had already left).
    */
   close(): Promise<void>
 }
 
-/** A stored (verified) file, already opened: the source owns the handle from here on. */
-export function storedRange(handle: FileHandle, start: number, end: number): RangeSource {
+/** A stored (verified) file, already opened at `start`: the source owns the reader from here on. */
+export function storedRange(reader: RangeReader, start: number, end: number): RangeSource {
   let closed = false
   return {
     start,
     end,
-    open: () => (closed ? Promise.reject(new Error('range source closed')) : Promise.resolve(handle)),
+    open: () => (closed ? Promise.reject(new Error('range source closed')) : Promise.resolve(reader)),
     available: () => end + 1,
     final: () => true,
     changed: () => Promise.resolve(),
@@ -53,35 +55,37 @@ export function storedRange(handle: FileHandle, start: number, end: number): Ran
     async close() {
       if (closed) return
       closed = true
-      await handle.close().catch(() => undefined)
+      await reader.close().catch(() => undefined)
     },
   }
 }
 
-/** A running fill, followed as it grows; `committedPath` is where the file lives once committed. */
-export function fillRange(fill: Fill, committedPath: string, start = 0, end = fill.target.size - 1): RangeSource {
+/** A running fill, followed as it grows; once committed, the rest is read from `objects`. */
+export function fillRange(fill: Fill, objects: Pick<ObjectStore, 'openRange'>, start = 0, end = fill.target.size - 1): RangeSource {
   const verified = () => fill.state === 'verified' || fill.state === 'committed'
-  let handle: FileHandle | undefined
+  let handle: RangeReader | undefined
   let closed = false
-  const openFile = async (): Promise<FileHandle> => {
-    if (fill.state !== 'committed' && fill.tempPath !== undefined) {
+  const openReader = async (position: number): Promise<RangeReader> => {
+    if (fill.state !== 'committed') {
       try {
-        return await open(fill.tempPath, 'r')
+        return await fill.openWritten()
       } catch (error) {
-        // The fill renamed its temp file between the check and the open: it is
-        // committing ('verified' until the rename and the index row are done) or committed.
+        // The writer committed between the check and the open: it is
+        // committing ('verified' until the commit and the index row are done) or committed.
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !verified()) throw error
       }
     }
-    return open(committedPath, 'r')
+    const stored = await objects.openRange(fill.target.sha256, position, end)
+    if (stored === undefined) throw new Error(`${fill.target.path}: gone from the store right after it was stored`)
+    return stored
   }
   return {
     start,
     end,
-    async open() {
+    async open(position) {
       if (handle !== undefined) return handle
       if (closed) throw new Error('range source closed')
-      const opened = await openFile()
+      const opened = await openReader(position)
       // Closed while the open was under way: nobody will close this one but us.
       if (closed) {
         await opened.close().catch(() => undefined)
@@ -98,8 +102,6 @@ export function fillRange(fill: Fill, committedPath: string, start = 0, end = fi
     },
     available() {
       if (fill.state === 'failed') throw fill.error ?? new Error(`${fill.target.path}: fill failed`)
-      // Nothing is readable before the temp file exists.
-      if (fill.tempPath === undefined && fill.state === 'filling') return start
       // The range's own last byte waits for the whole file's verification: a
       // client has a complete response once it holds every byte its
       // Content-Length promised, so a range ending before the file's end would
@@ -161,7 +163,7 @@ export interface SendRangeOptions {
 export async function sendRange(source: RangeSource, response: ServerResponse, options: SendRangeOptions): Promise<void> {
   const pool = options.pool ?? readBuffers
   let buffers: Buffer[] | undefined
-  let handle: FileHandle | undefined
+  let handle: RangeReader | undefined
   let position = source.start
   let writing: Promise<void> | undefined
   let turn = 0
@@ -171,7 +173,7 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       if (step === 'done') break
       let chunks = step.held
       if (chunks === undefined) {
-        handle ??= await source.open()
+        handle ??= await source.open(position)
         buffers ??= [pool.take(), pool.take()]
         // This buffer's last write was awaited before the other buffer was written.
         const buffer = buffers[turn] as Buffer
@@ -255,7 +257,7 @@ function write(response: ServerResponse, chunks: Buffer[], options: SendRangeOpt
 /** The range as a Readable, for consumers that want a stream (web responses, tests). */
 export function rangeStream(source: RangeSource): Readable {
   let position = source.start
-  let handle: FileHandle | undefined
+  let handle: RangeReader | undefined
   return new Readable({
     highWaterMark: READ_CHUNK_BYTES,
     read() {
@@ -271,7 +273,7 @@ export function rangeStream(source: RangeSource): Readable {
             }
             return
           }
-          handle ??= await source.open()
+          handle ??= await source.open(position)
           if (this.destroyed) return
           const buffer = Buffer.allocUnsafe(step.read)
           const { bytesRead } = await handle.read(buffer, 0, step.read, position)
@@ -291,13 +293,13 @@ export function rangeStream(source: RangeSource): Readable {
 
 export interface FillReaderOptions {
   fill: Fill
-  /** Where the committed file lives, for readers that arrive after the rename. */
-  committedPath: string
+  /** Where the committed file is read, for readers that arrive after the commit. */
+  objects: Pick<ObjectStore, 'openRange'>
   start?: number
   end?: number
 }
 
 /** A Readable following a fill as it grows, failing when the fill fails. */
 export function createFillReader(options: FillReaderOptions): Readable {
-  return rangeStream(fillRange(options.fill, options.committedPath, options.start, options.end))
+  return rangeStream(fillRange(options.fill, options.objects, options.start, options.end))
 }

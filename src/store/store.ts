@@ -1,23 +1,34 @@
 /**
- * The cache as a whole: the SQLite index, the files on disk and the shared
- * fills, opened together and reconciled at start-up so that the index and
- * the disk agree before the first request.
+ * The cache as a whole: the SQLite index (always local, in `dataDir`), the
+ * object store that holds the files (the filesystem under `dataDir`, or an S3
+ * bucket) and the shared fills, opened together and reconciled at start-up so
+ * that the index and the store agree before the first request. For an S3
+ * store the index is the proxy's answer to "is it stored?": rows are written
+ * on commit and rebuilt from a listing at start-up (and again after the store
+ * comes back, when it was down at start-up); a hit whose object has gone
+ * drops its row and becomes a miss.
  */
 
-import { mkdir, stat, type FileHandle, open } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { openDatabase, type SqliteDatabase } from './database.js'
-import { createFileIndex, type FileIndex, type StoredFile } from './file-index.js'
-import { createBlobStore, type BlobStore } from './blob-store.js'
+import { createFileIndex, type FileIndex } from './file-index.js'
 import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
+import { createFilesystemStore } from './filesystem-store.js'
+import { createS3Store } from './s3-store.js'
+import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth } from './object-store.js'
+import type { StoreConfig } from '../config/types.js'
 
 export interface StoreOptions extends FillEvents {
   dataDir: string
+  /** Where files live; default the filesystem under `dataDir`. */
+  backend?: StoreConfig
+  /** Where S3 credentials are read (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`); default `process.env`. */
+  env?: NodeJS.ProcessEnv
   /** Upstream attempts per fill. */
   fillAttempts?: number
   fillRetryBaseMs?: number
@@ -26,9 +37,15 @@ export interface StoreOptions extends FillEvents {
   /** How often counted hits are written to the index. */
   hitFlushIntervalMs?: number
   /**
+   * How often a store that is down is asked again, and a start-up listing it
+   * missed retried; default 30 s. Abandoned uploads are looked for hourly.
+   */
+  storeCheckIntervalMs?: number
+  /**
    * Hears of background writes that failed and that the store outlives: hit
-   * counts kept for a later flush, a lease renewal to retry. Repeats of one
-   * message come at most once a minute. Defaults to a line on stderr.
+   * counts kept for a later flush, a lease renewal to retry, a store that is
+   * down. Repeats of one message come at most once a minute. Defaults to a
+   * line on stderr.
    */
   onError?: (message: string) => void
 }
@@ -36,27 +53,61 @@ export interface StoreOptions extends FillEvents {
 export interface StartupReport {
   files: number
   removedTemp: number
-  /** Rows whose file had gone from disk. */
+  /** Rows whose file had gone from the store. */
   droppedRows: number
-  /** Files whose row was lost to a crash between rename and insert, re-hashed and kept. */
+  /** Files without a row (a crash between commit and insert, or another proxy's), kept. */
   adoptedFiles: number
   /** Files without a row whose content did not match their name, removed. */
   discardedFiles: number
+  /** Abandoned multipart uploads aborted (S3). */
+  abortedUploads: number
+  /** Set when the store could not be reached: the index was kept as it was, and is reconciled once the store answers. */
+  storeUnavailable?: string
+}
+
+export interface StoreStatus extends StoreHealth {
+  type: ObjectStore['type']
+  location: string
 }
 
 export interface Store {
   readonly db: SqliteDatabase
   readonly index: FileIndex
-  readonly blobs: BlobStore
+  readonly objects: ObjectStore
   readonly fills: FillCoordinator
   readonly startup: StartupReport
-  /** Opens a stored file for reading; undefined (and the row dropped) when it is not on disk. */
-  openStored(sha256: string): Promise<{ file: StoredFile; handle: FileHandle } | undefined>
+  /**
+   * Opens bytes `[start, end]` of a stored file; undefined (and the row
+   * dropped) when the index or the store does not have it. Throws
+   * `StoreUnavailableError` when the store cannot be reached.
+   */
+  openStored(sha256: string, start: number, end: number): Promise<RangeReader | undefined>
+  /** What the store last answered, for /status and /metrics. */
+  status(): StoreStatus
   close(): Promise<void>
 }
 
 const HIT_FLUSH_INTERVAL_MS = 5_000
 const REPEATED_ERROR_QUIET_MS = 60_000
+const STORE_CHECK_INTERVAL_MS = 30_000
+const MAINTENANCE_INTERVAL_MS = 3_600_000
+
+/** The object store the configuration names; S3 credentials come from the environment. */
+export function createObjectStore(backend: StoreConfig, dataDir: string, owner: string, env: NodeJS.ProcessEnv): ObjectStore {
+  if (backend.type === 'filesystem') return createFilesystemStore({ dataDir, owner })
+  const accessKeyId = env.AWS_ACCESS_KEY_ID
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY
+  if (!accessKeyId || !secretAccessKey) {
+    throw new StoreAccessError('AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY', 'the S3 store needs both set in the environment')
+  }
+  return createS3Store({
+    ...backend,
+    credentials: { accessKeyId, secretAccessKey },
+    dataDir,
+    owner,
+    abandonedUploadAgeMs: backend.abandonedUploadAge * 1000,
+  })
+}
 
 export async function openStore(options: StoreOptions): Promise<Store> {
   const { dataDir } = options
@@ -65,16 +116,41 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     REPEATED_ERROR_QUIET_MS,
   )
   await mkdir(dataDir, { recursive: true })
+  // This process's spool folder lives as long as its lease: other processes
+  // sharing the dataDir leave it alone, and clean it up once the lease lapses.
+  const tempOwner = randomUUID()
+  const objects = createObjectStore(options.backend ?? { type: 'filesystem' }, dataDir, tempOwner, options.env ?? process.env)
+  let reachable = true
+  try {
+    await objects.check()
+  } catch (error) {
+    if (error instanceof StoreAccessError) {
+      objects.close()
+      throw error
+    }
+    // A store that is down must not keep the metadata from being served.
+    reachable = false
+    reportError(`store at ${objects.location} unavailable at start-up, will retry: ${(error as Error).message}`)
+  }
   const db = openDatabase(join(dataDir, 'index.sqlite'))
   const index = createFileIndex(db)
   const leases = createLeases(db, { onError: reportError })
-  // This process's temp folder lives as long as its lease: other processes
-  // sharing the dataDir leave it alone, and clean it up once the lease lapses.
-  const tempOwner = randomUUID()
   const tempLease = leases.tryAcquire(`tmp:${tempOwner}`)
-  const blobs = createBlobStore(dataDir, tempOwner)
-  const fills = createFillCoordinator({ ...options, blobs, index, attempts: options.fillAttempts, retryBaseMs: options.fillRetryBaseMs })
-  const startup = await reconcile(index, blobs, db, (owner) => owner !== tempOwner && holderAlive(leases.holder(`tmp:${owner}`)?.owner))
+  const fills = createFillCoordinator({ ...options, objects, index, attempts: options.fillAttempts, retryBaseMs: options.fillRetryBaseMs })
+  const isLive = (owner: string) => owner !== tempOwner && holderAlive(leases.holder(`tmp:${owner}`)?.owner)
+  let startup: StartupReport
+  let reconciled = false
+  const runReconcile = async () => {
+    const report = await reconcile(index, objects, db, isLive)
+    reconciled = true
+    return report
+  }
+  try {
+    if (!reachable) throw new Error(objects.health().lastError ?? 'unavailable')
+    startup = { ...(await runReconcile()), abortedUploads: (await objects.maintain()).abortedUploads }
+  } catch (error) {
+    startup = { files: index.totals().files, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0, abortedUploads: 0, storeUnavailable: (error as Error).message }
+  }
   // Another process holding the write lock past the busy timeout, or a disk
   // gone read-only, must cost a report and a late count, not the process.
   const flushHits = (onFailure: string) => {
@@ -86,30 +162,56 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   const flushTimer = setInterval(() => flushHits('hit counts not written, kept for the next flush'), options.hitFlushIntervalMs ?? HIT_FLUSH_INTERVAL_MS)
   flushTimer.unref()
+  // The store is asked again while it is down (so /status recovers without a
+  // request), the start-up listing retried until it has run, and abandoned
+  // uploads aborted hourly.
+  let lastMaintenance = Date.now()
+  let checking = false
+  const checkTimer = setInterval(() => {
+    if (checking) return
+    checking = true
+    void (async () => {
+      try {
+        if (!reconciled) {
+          const report = await runReconcile()
+          reportError(`store at ${objects.location} answers again: index reconciled (${report.files} files, ${report.droppedRows} rows dropped, ${report.adoptedFiles} adopted)`)
+        } else if (objects.health().state === 'unavailable') {
+          await objects.head('0'.repeat(64))
+        }
+        if (Date.now() - lastMaintenance >= MAINTENANCE_INTERVAL_MS) {
+          lastMaintenance = Date.now()
+          await objects.maintain()
+        }
+      } catch (error) {
+        reportError(`store at ${objects.location}: ${(error as Error).message}`)
+      } finally {
+        checking = false
+      }
+    })()
+  }, options.storeCheckIntervalMs ?? STORE_CHECK_INTERVAL_MS)
+  checkTimer.unref()
 
   return {
     db,
     index,
-    blobs,
+    objects,
     fills,
     startup,
-    async openStored(sha256) {
-      const file = index.get(sha256)
-      if (file === undefined) return undefined
-      try {
-        return { file, handle: await open(blobs.blobPath(sha256), 'r') }
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-        index.delete(sha256)
-        return undefined
-      }
+    async openStored(sha256, start, end) {
+      if (index.get(sha256) === undefined) return undefined
+      const reader = await objects.openRange(sha256, start, end)
+      if (reader === undefined) index.delete(sha256)
+      return reader
     },
+    status: () => ({ type: objects.type, location: objects.location, ...objects.health() }),
     async close() {
       clearInterval(flushTimer)
+      clearInterval(checkTimer)
       await fills.abortAll('shutting down')
       flushHits('hit counts not written before closing, dropped')
       tempLease?.release()
       db.close()
+      objects.close()
     },
   }
 }
@@ -153,42 +255,25 @@ export function holderAlive(owner: string | undefined): boolean {
   }
 }
 
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
-  return hash.digest('hex')
-}
-
-async function reconcile(index: FileIndex, blobs: BlobStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<StartupReport> {
-  const { removedTemp, onDisk } = await blobs.recover(isLive)
+async function reconcile(index: FileIndex, objects: ObjectStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<Omit<StartupReport, 'abortedUploads'>> {
+  const listedAt = Date.now()
+  const { removedTemp, discardedFiles, objects: stored } = await objects.recover({ isLive, indexed: (sha256) => index.get(sha256) !== undefined })
+  const inStore = new Map(stored.map((object) => [object.sha256, object.size]))
   let droppedRows = 0
   let adoptedFiles = 0
-  const rows = new Set<string>()
   db.transaction(() => {
     for (const row of index.all()) {
-      rows.add(row.sha256)
-      if (!onDisk.has(row.sha256)) {
+      // A fill committed while the listing ran (a late reconcile) is kept.
+      if (!inStore.has(row.sha256) && row.storedAt < listedAt) {
         index.delete(row.sha256)
         droppedRows++
       }
     }
-  })()
-  let discardedFiles = 0
-  for (const sha256 of onDisk) {
-    if (rows.has(sha256)) continue
-    // Files reach their final name only after verification and fsync, so a
-    // file without a row most likely lost only its row (a crash between rename
-    // and insert). It is re-hashed once before it is trusted: such files are
-    // rare, and a file that is not what its name says must never be served.
-    const path = blobs.blobPath(sha256)
-    if ((await hashFile(path)) !== sha256) {
-      await blobs.remove(sha256)
-      discardedFiles++
-      continue
+    for (const [sha256, size] of inStore) {
+      if (index.get(sha256) !== undefined) continue
+      index.put({ sha256, size, path: `(recovered) ${sha256}` })
+      adoptedFiles++
     }
-    const { size } = await stat(path)
-    index.put({ sha256, size, path: `(recovered) ${sha256}` })
-    adoptedFiles++
-  }
+  })()
   return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles, discardedFiles }
 }

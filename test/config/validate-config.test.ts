@@ -147,7 +147,7 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, store, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency, rate, windows)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, proxy, ca, caMode, keyring, metadata, publish, missFailure, missWait, selections)'],
@@ -298,5 +298,35 @@ describe('validateConfig outbound keys', () => {
     const [only] = validateConfig({ mirrors: [mirror()] }, options).mirrors
     assert.equal(only?.proxy, undefined)
     assert.equal(only?.ca, undefined)
+  })
+})
+
+describe('validateConfig store', () => {
+  test('the store is the filesystem unless the file says otherwise', () => {
+    assert.deepEqual(validateConfig({ mirrors: [mirror()] }, options).store, { type: 'filesystem' })
+  })
+
+  test('an s3 store gets path style, us-east-1, no prefix and a 24 h upload age by default', () => {
+    const config = validateConfig({ store: { type: 's3', endpoint: 'http://rgw.example:7480', bucket: 'maas-cache' }, mirrors: [mirror()] }, options)
+    assert.deepEqual(config.store, {
+      type: 's3',
+      endpoint: 'http://rgw.example:7480',
+      bucket: 'maas-cache',
+      prefix: '',
+      region: 'us-east-1',
+      forcePathStyle: true,
+      abandonedUploadAge: 86_400,
+    })
+  })
+
+  test('store mistakes are refused naming the key', () => {
+    const s3 = (fields: Record<string, unknown>) => ({ store: { type: 's3', endpoint: 'http://rgw.example', bucket: 'cache', ...fields }, mirrors: [mirror()] })
+    assert.match(rejection({ store: { type: 's3', endpoint: 'http://rgw.example' }, mirrors: [mirror()] }), /store.*bucket/)
+    assert.match(rejection(s3({ endpoint: 'rgw.example' })), /^config\.json: store\.endpoint: "rgw\.example" is not an http\(s\) URL$/)
+    assert.match(rejection(s3({ endpoint: 'http://key:secret@rgw.example' })), /^config\.json: store\.endpoint: credentials do not go in the URL/)
+    assert.match(rejection(s3({ prefix: 'cache' })), /^config\.json: store\.prefix: "cache" must be empty or end with "\/"$/)
+    assert.match(rejection(s3({ abandonedUploadAge: 'soon' })), /^config\.json: store\.abandonedUploadAge: /)
+    assert.match(rejection({ store: { type: 'tape' }, mirrors: [mirror()] }), /^config\.json: store\.type: /)
+    assert.match(rejection({ store: { type: 'filesystem', bucket: 'cache' }, mirrors: [mirror()] }), /^config\.json: store\.bucket: unknown key/)
   })
 })

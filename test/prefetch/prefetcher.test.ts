@@ -71,7 +71,7 @@ describe('a prefetch pass', () => {
     for (const path of old) {
       const sha256 = shaOf(h, path)
       assert.equal(h.proxy.core.store.index.get(sha256), undefined, `${path} row collected`)
-      await assert.rejects(stat(h.proxy.core.store.blobs.blobPath(sha256)), { code: 'ENOENT' })
+      await assert.rejects(stat(h.proxy.core.store.objects.localPath!(sha256)), { code: 'ENOENT' })
     }
   })
 })
@@ -114,7 +114,7 @@ describe('a prefetch pass with a failing upstream', () => {
     assert.equal(outcome.result, 'ok')
     assert.deepEqual(h.upstream.rangeRequests(path), ['bytes=20000-'])
     const sha256 = (tree.items.find((item) => item.path === path) as TreeItem).sha256
-    const stored = await readFile(h.proxy.core.store.blobs.blobPath(sha256))
+    const stored = await readFile(h.proxy.core.store.objects.localPath!(sha256))
     assert.ok(stored.equals(tree.files.get(path) as Buffer))
   })
 })

@@ -299,7 +299,7 @@ describe('a client that stops reading a download', () => {
   test('a pipelined download opens its file only at its turn, and not at all when its client leaves first', async () => {
     const kernel = item(h, (i) => i.item === 'boot-kernel')
     assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + kernel.path)).body), kernel.sha256)
-    const blob = h.proxy.core.store.blobs.blobPath(kernel.sha256)
+    const blob = h.proxy.core.store.objects.localPath!(kernel.sha256)
     await evict(h, image)
     // The first response is a slow miss; the second, a hit, waits behind it in Node's queue with no socket.
     h.upstream.setDefaultRate(1024 * 1024)

@@ -145,7 +145,7 @@ describe('clients that leave at once', () => {
   after(() => h.close())
 
   test('300 connections that send a GET of a stored file and reset at once leave no file open', async () => {
-    const blob = h.proxy.core.store.blobs.blobPath(kernel.sha256)
+    const blob = h.proxy.core.store.objects.localPath!(kernel.sha256)
     const warnings: string[] = []
     const onWarning = (warning: Error) => warnings.push(warning.message)
     process.on('warning', onWarning)

@@ -39,7 +39,7 @@ describe('error answers', () => {
     assert.equal(sha256((await rawRequest(h.proxy.url, MIRROR_PATH + file.path)).body), file.sha256)
     await h.proxy.core.store.fills.idle()
     // A link to itself: opening it fails with ELOOP, also for root, which permissions would not stop.
-    const blob = h.proxy.core.store.blobs.blobPath(file.sha256)
+    const blob = h.proxy.core.store.objects.localPath!(file.sha256)
     await rm(blob)
     await symlink(blob, blob)
     const response = await rawRequest(h.proxy.url, MIRROR_PATH + file.path)

@@ -210,7 +210,7 @@ describe('bad upstream bodies are never cached', () => {
       assert.equal(good.status, 200)
       assert.equal(sha256(good.body), file.sha256)
       await h.proxy.core.store.fills.idle()
-      await h.proxy.core.store.blobs.remove(file.sha256)
+      await h.proxy.core.store.objects.remove(file.sha256)
       h.proxy.core.store.index.delete(file.sha256)
     })
   }

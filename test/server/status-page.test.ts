@@ -55,6 +55,7 @@ describe('renderStatusPage', () => {
     configLoaded: '2026-01-01T00:00:00.000Z',
     cache: { files: 1, bytes: 2048, hits: 3, misses: 1, upstreamBytes: 4096, servedBytes: 8192, activeFills: 0 },
     bandwidth: UNLIMITED_BANDWIDTH,
+    store: { type: 'filesystem', location: '/var/cache/blobs', state: 'ok', lastError: null, since: null, errors: 0 },
     mirrors: [
       {
         name,

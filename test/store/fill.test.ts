@@ -1,5 +1,5 @@
 /**
- * Shared fills against a real upstream on 127.0.0.1, with a real blob store
+ * Shared fills against a real upstream on 127.0.0.1, with a real filesystem store
  * and SQLite index in a temp directory, read through real fill readers.
  */
 
@@ -15,6 +15,7 @@ import { once } from 'node:events'
 import { openStore, type Store } from '../../src/store/store.js'
 import { VerificationError, createFillCoordinator, type Fill, type FillSource, type FillTarget } from '../../src/store/fill.js'
 import { createFillReader } from '../../src/store/range-source.js'
+import type { StoredObject } from '../../src/store/object-store.js'
 import { UpstreamError, createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js'
 import { buildUpstreamTree, fileBytes, sha256, type UpstreamTree } from '../support/upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js'
@@ -62,7 +63,8 @@ const sourceFor =
   (offset) =>
     client.request(base + path, offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {})
 
-const readerOf = (fill: Fill) => createFillReader({ fill, committedPath: store.blobs.blobPath(fill.target.sha256) })
+const readerOf = (fill: Fill) => createFillReader({ fill, objects: store.objects })
+const blobPath = (sha: string) => (store.objects.localPath as (sha256: string) => string)(sha)
 
 /** Everything a reader yields, and how it ended. */
 async function drain(readable: Readable): Promise<{ bytes: Buffer; error: Error | undefined }> {
@@ -125,7 +127,7 @@ describe('a fill', () => {
     assert.equal(upstream.requestCount(target.path), 1)
     assert.equal(fill.state, 'committed')
     assert.deepEqual(committed, [fill])
-    assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+    assert.ok((await readFile(blobPath(target.sha256))).equals(content))
     assert.equal(store.index.get(target.sha256)?.size, SIZE)
     assert.deepEqual(await temps(), [])
     assert.equal(store.fills.get(target.sha256), undefined)
@@ -168,7 +170,7 @@ describe('a fill', () => {
   test('a reader can ask for a range of the file', async () => {
     const { target, content } = upstreamFile()
     const fill = store.fills.fill(target, sourceFor(upstream.url, target.path))
-    const { bytes, error } = await drain(createFillReader({ fill, committedPath: store.blobs.blobPath(target.sha256), start: 1000, end: 1999 }))
+    const { bytes, error } = await drain(createFillReader({ fill, objects: store.objects, start: 1000, end: 1999 }))
     assert.equal(error, undefined)
     assert.ok(bytes.equals(content.subarray(1000, 2000)))
     assert.ok(fill.state === 'verified' || fill.state === 'committed', 'a range ends only once the whole file is verified')
@@ -178,7 +180,7 @@ describe('a fill', () => {
     const { target } = upstreamFile()
     upstream.setFault(target.path, { kind: 'corrupt', offset: 1500 })
     const fill = store.fills.fill(target, sourceFor(upstream.url, target.path))
-    const { error } = await drain(createFillReader({ fill, committedPath: store.blobs.blobPath(target.sha256), start: 1000, end: 1999 }))
+    const { error } = await drain(createFillReader({ fill, objects: store.objects, start: 1000, end: 1999 }))
     assert.ok(error instanceof VerificationError)
     await assert.rejects(fill.done, VerificationError)
   })
@@ -251,7 +253,7 @@ describe('a fill', () => {
     assert.equal(failed.length, 1)
     assert.equal(upstream.requestCount(target.path), 1, 'a checksum mismatch is not retried')
     assert.deepEqual(await temps(), [])
-    assert.equal(await exists(store.blobs.blobPath(target.sha256)), false)
+    assert.equal(await exists(blobPath(target.sha256)), false)
     assert.equal(store.index.get(target.sha256), undefined)
   })
 
@@ -320,7 +322,7 @@ describe('a fill', () => {
       assert.equal(server.requests.length, 2)
       assert.equal(server.requests[0]?.range, undefined)
       assert.match(server.requests[1]?.range ?? '', /^bytes=\d+-$/)
-      assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+      assert.ok((await readFile(blobPath(target.sha256))).equals(content))
     } finally {
       await server.close()
     }
@@ -370,7 +372,7 @@ describe('a fill', () => {
     await once(reader, 'readable')
     reader.destroy()
     await fill.done
-    assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+    assert.ok((await readFile(blobPath(target.sha256))).equals(content))
   })
 })
 
@@ -381,24 +383,32 @@ describe('a failed fill', () => {
     // The moment the race needs, made certain: the failed fill is removing its
     // temp file, exactly when a client that saw its connection break retries.
     let joined: Fill | undefined
-    const blobs = {
-      ...store.blobs,
-      discard: async (temp: Parameters<typeof store.blobs.discard>[0]) => {
-        if (joined === undefined) {
-          upstream.setFault(target.path, undefined)
-          joined = fills.fill(target, sourceFor(upstream.url, target.path))
-        }
-        await store.blobs.discard(temp)
+    const objects = {
+      ...store.objects,
+      createWriter: async (object: StoredObject) => {
+        const writer = await store.objects.createWriter(object)
+        return Object.defineProperties({ ...writer }, {
+          written: { get: () => writer.written },
+          discard: {
+            value: async () => {
+              if (joined === undefined) {
+                upstream.setFault(target.path, undefined)
+                joined = fills.fill(target, sourceFor(upstream.url, target.path))
+              }
+              await writer.discard()
+            },
+          },
+        })
       },
     }
-    const fills = createFillCoordinator({ blobs, index: store.index, retryBaseMs: 5 })
+    const fills = createFillCoordinator({ objects, index: store.index, retryBaseMs: 5 })
     const failing = fills.fill(target, sourceFor(upstream.url, target.path))
     await assert.rejects(failing.done, VerificationError)
     assert.ok(joined !== undefined, 'the failure removed its temp file')
     assert.notEqual(joined, failing, 'the retry joined the fill that had failed')
     await joined.done
     assert.equal(joined.state, 'committed')
-    assert.ok((await readFile(store.blobs.blobPath(target.sha256))).equals(content))
+    assert.ok((await readFile(blobPath(target.sha256))).equals(content))
     assert.equal(fills.get(target.sha256), undefined, 'the failed fill, ending after the new one started, must not drop it from the running set')
   })
 })

@@ -14,12 +14,14 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 /** Puts a file on disk and in the index the way a fill does: committed blob first, then its row. */
 async function storeFile(store: Store, content: Buffer, path: string): Promise<string> {
   const sha = sha256(content)
-  const temp = await store.blobs.createTemp(sha)
-  await temp.handle.write(content)
-  await store.blobs.commit(temp, sha)
+  const writer = await store.objects.createWriter({ sha256: sha, size: content.length })
+  await writer.write([content], content.length)
+  await writer.commit()
   store.index.put({ sha256: sha, size: content.length, path })
   return sha
 }
+
+const blobPath = (store: Store, sha: string) => (store.objects.localPath as (sha256: string) => string)(sha)
 
 async function until(condition: () => boolean, what: string, timeoutMs = 2_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -76,7 +78,7 @@ describe('openStore', () => {
   test('a new data directory gets its database, blobs/ and tmp/, and an empty report', async () => {
     const dir = join(dataDir, 'nested', 'data')
     const store = await openAt(dir)
-    assert.deepEqual(store.startup, { files: 0, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0 })
+    assert.deepEqual(store.startup, { files: 0, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0, abortedUploads: 0 })
     assert.deepEqual((await readdir(dir)).filter((name) => !name.startsWith('index.sqlite-')).sort(), ['blobs', 'index.sqlite', 'tmp'])
     await store.close()
   })
@@ -87,7 +89,7 @@ describe('openStore', () => {
     await first.close()
 
     const second = await openAt()
-    assert.deepEqual(second.startup, { files: 1, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0 })
+    assert.deepEqual(second.startup, { files: 1, removedTemp: 0, droppedRows: 0, adoptedFiles: 0, discardedFiles: 0, abortedUploads: 0 })
     assert.equal(second.index.get(sha)?.path, 'noble/squashfs')
     await second.close()
   })
@@ -117,9 +119,9 @@ describe('openStore', () => {
     assert.equal(store.startup.adoptedFiles, 1)
     assert.equal(store.startup.files, 1)
     assert.equal(store.index.get(sha)?.size, content.length)
-    const opened = await store.openStored(sha)
+    const opened = await store.openStored(sha, 0, content.length - 1)
     assert.ok(opened)
-    await opened.handle.close()
+    await opened.close()
     await store.close()
   })
 
@@ -133,15 +135,14 @@ describe('openStore', () => {
     assert.equal(store.startup.discardedFiles, 1)
     assert.equal(store.startup.adoptedFiles, 0)
     assert.equal(store.index.get(sha), undefined)
-    assert.equal(await store.openStored(sha), undefined)
+    assert.equal(await store.openStored(sha, 0, 0), undefined)
     await assert.rejects(stat(path))
     await store.close()
   })
 
   test('start-up removes the temp folder of a process on this host that is gone, even before its lease expires', async () => {
     const first = await openAt()
-    const temp = await first.blobs.createTemp('a'.repeat(64))
-    await temp.handle.close()
+    await first.objects.createWriter({ sha256: 'a'.repeat(64), size: 1 })
     // Make the lease look like a dead process's: this host, a pid that does not exist.
     first.db.prepare("UPDATE leases SET owner = ? WHERE name LIKE 'tmp:%'").run(`${hostname()}:2147483646:x`)
     const second = await openAt()
@@ -165,11 +166,13 @@ describe('openStore', () => {
 
   test('a second process opening the same dataDir leaves the temp files of the first alone', async () => {
     const first = await openAt()
-    const temp = await first.blobs.createTemp('f'.repeat(64))
+    const writer = await first.objects.createWriter({ sha256: 'f'.repeat(64), size: 1 })
+    const before = await listTempFiles(dataDir)
+    assert.equal(before.length, 1)
     const second = await openAt()
     assert.equal(second.startup.removedTemp, 0)
-    assert.deepEqual(await listTempFiles(dataDir), [temp.path.slice(join(dataDir, 'tmp').length + 1)])
-    await first.blobs.discard(temp)
+    assert.deepEqual(await listTempFiles(dataDir), before)
+    await writer.discard()
     await second.close()
     await first.close()
   })
@@ -188,23 +191,24 @@ describe('openStore', () => {
     const store = await openAt()
     const content = Buffer.from('read me')
     const sha = await storeFile(store, content, 'x')
-    const opened = await store.openStored(sha)
+    const opened = await store.openStored(sha, 0, content.length - 1)
     assert.ok(opened)
     try {
-      assert.equal(opened.file.size, content.length)
-      assert.deepEqual(await opened.handle.readFile(), content)
+      const buffer = Buffer.alloc(content.length)
+      assert.equal((await opened.read(buffer, 0, buffer.length, 0)).bytesRead, content.length)
+      assert.deepEqual(buffer, content)
     } finally {
-      await opened.handle.close()
+      await opened.close()
     }
-    assert.equal(await store.openStored('f'.repeat(64)), undefined)
+    assert.equal(await store.openStored('f'.repeat(64), 0, 0), undefined)
     await store.close()
   })
 
   test('openStored drops the row of a file that vanished while running', async () => {
     const store = await openAt()
     const sha = await storeFile(store, Buffer.from('vanishes'), 'x')
-    await unlink(store.blobs.blobPath(sha))
-    assert.equal(await store.openStored(sha), undefined)
+    await unlink(blobPath(store, sha))
+    assert.equal(await store.openStored(sha, 0, 0), undefined)
     assert.equal(store.index.get(sha), undefined)
     assert.equal(store.index.totals().files, 0)
     await store.close()
@@ -218,7 +222,7 @@ describe('openStore', () => {
     await first.close()
     const second = await openAt()
     assert.equal(second.index.get(sha)?.hits, 2)
-    assert.equal(await readFile(second.blobs.blobPath(sha), 'utf8'), 'popular')
+    assert.equal(await readFile(blobPath(second, sha), 'utf8'), 'popular')
     await second.close()
   })
 

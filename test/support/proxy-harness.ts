@@ -59,6 +59,10 @@ export interface HarnessOptions {
   /** The local time prefetch windows are read against, and how often the schedule looks at it. */
   now?: () => Date
   windowCheckMs?: number
+  /** The proxy's environment (S3 credentials). */
+  env?: NodeJS.ProcessEnv
+  /** How often a store that is down is asked again. */
+  storeCheckIntervalMs?: number
   /** Mirrors served besides the harness's own `stable`, sharing its store. */
   extraMirrors?: MirrorConfig[]
 }
@@ -91,6 +95,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     signingKey: join(dataDir, 'signing-key.asc'),
     metadataTtl: 600,
     prefetch: { onStart: false, interval: 3600, concurrency: 4 },
+    store: { type: 'filesystem' },
     limits: DEFAULT_LIMITS,
     mirrors: [
       {
@@ -123,6 +128,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       sendStallTimeoutMs: options.sendStallTimeoutMs,
       now: options.now,
       windowCheckMs: options.windowCheckMs,
+      env: options.env,
+      storeCheckIntervalMs: options.storeCheckIntervalMs,
     })
     // Tests count upstream requests: let the first metadata fetch finish before they start.
     await Promise.all(started.core.mirrors.map((mirror) => mirror.publication()))

@@ -48,7 +48,7 @@ export const exportCommand: Command = {
         mirror: mirror.config.name,
         publication,
         keyring: core.signingKey.publicBinary,
-        source: { root: core.config.dataDir, blobPath: core.store.blobs.blobPath, openStored: core.store.openStored },
+        source: { root: core.config.dataDir, localPath: core.store.objects.localPath, openStored: core.store.openStored },
         isStored: (sha256) => core.store.index.get(sha256) !== undefined,
         copy: args.values.copy === true,
         verify: args.values.verify === true,

@@ -18,7 +18,7 @@ export async function settle(h: Harness): Promise<void> {
 /** Removes a stored file and its row, so that the next request for it is a miss. */
 export async function evict(h: Harness, file: TreeItem): Promise<TreeItem> {
   await settle(h)
-  await h.proxy.core.store.blobs.remove(file.sha256)
+  await h.proxy.core.store.objects.remove(file.sha256)
   h.proxy.core.store.index.delete(file.sha256)
   return file
 }
