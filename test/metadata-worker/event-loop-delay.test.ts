@@ -3,13 +3,19 @@
  * proxy refreshes a signed products document of 10,000 products, and while
  * it refuses a hostile index (the clearsign header and 12 MB of short lines,
  * no signature), the p99 event-loop delay stays under 50 ms. Measured with
- * `monitorEventLoopDelay` at 10 ms resolution over the refresh alone, while a
- * client keeps asking for a metadata document.
+ * `monitorEventLoopDelay` at 10 ms resolution while a client keeps asking for
+ * a metadata document.
  *
- * On a machine busy with other work the scheduler alone delays timers: a
- * control window with the same client and no metadata work is measured just
- * before (and for the refresh, after: the larger counts), and what it shows beyond a quiet machine's 20 ms raises the bar.
- * The old code held the loop for seconds, far past either.
+ * A refusal takes a fraction of a second: measured over one, p99 would be the
+ * max of a handful of samples, and one scheduler hiccup would fail it. So the
+ * hostile index is refused again and again for a window of a few hundred
+ * samples, where p99 means something; a stall in each refusal still shows.
+ *
+ * On a machine busy with other work the scheduler alone delays timers: control
+ * windows of the same length, with the same client and no metadata work, are
+ * measured just before and after (the larger counts), and what they show
+ * beyond a quiet machine's 20 ms raises the bar. The old code held the loop
+ * for seconds, far past either.
  */
 
 import { describe, test } from 'node:test'
@@ -26,9 +32,11 @@ import type { UpstreamTree } from '../support/upstream-tree.js'
 const P99_LIMIT_MS = 50
 const QUIET_CONTROL_MS = 20
 const PRODUCTS = 10_000
+/** Enough 10 ms samples for a p99 that one hiccup cannot make. */
+const WINDOW_MS = 2_000
 
 /** Runs `work` with the event-loop delay recorded and requests served meanwhile; returns the p99 in ms. */
-async function p99During(h: Harness, work: () => Promise<unknown>): Promise<{ p99Ms: number; maxMs: number; requests: number }> {
+async function p99During(h: Harness, work: () => Promise<unknown>): Promise<{ p99Ms: number; maxMs: number; samples: number; requests: number }> {
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   let done = false
   let requests = 0
@@ -50,14 +58,16 @@ async function p99During(h: Harness, work: () => Promise<unknown>): Promise<{ p9
     done = true
     await client
   }
-  return { p99Ms: histogram.percentile(99) / 1e6, maxMs: histogram.max / 1e6, requests }
+  return { p99Ms: histogram.percentile(99) / 1e6, maxMs: histogram.max / 1e6, samples: histogram.count, requests }
 }
 
-/** The bar for the window after a control window of the same traffic without metadata work. */
-async function barFor(h: Harness): Promise<{ limitMs: number; controlMs: number }> {
-  const control = await p99During(h, () => sleep(2_000))
-  return { limitMs: P99_LIMIT_MS + Math.max(0, control.p99Ms - QUIET_CONTROL_MS), controlMs: control.p99Ms }
+/** The bar for a window measured between `before` and `after`, control windows of the same traffic without metadata work: the larger control counts. */
+function barFrom(before: { p99Ms: number }, after: { p99Ms: number }): { limitMs: number; controlMs: number } {
+  const controlMs = Math.max(before.p99Ms, after.p99Ms)
+  return { limitMs: P99_LIMIT_MS + Math.max(0, controlMs - QUIET_CONTROL_MS), controlMs }
 }
+
+const control = (h: Harness) => p99During(h, () => sleep(WINDOW_MS))
 
 /** The tree with its images document replaced by one of `count` products, each with its own files, signed; the index says it changed. */
 async function bigTree(tree: UpstreamTree, count: number): Promise<UpstreamTree> {
@@ -106,10 +116,9 @@ describe('the event loop while metadata is refreshed', () => {
     const h = await startHarness({ mirror: { selections: [] } })
     try {
       h.upstream.setTree(await bigTree(h.tree, PRODUCTS))
-      const bar = await barFor(h)
+      const before = await control(h)
       const measured = await p99During(h, () => mirrorOf(h).refresh())
-      const after = await barFor(h)
-      if (after.limitMs > bar.limitMs) Object.assign(bar, after)
+      const bar = barFrom(before, await control(h))
       const publication = mirrorOf(h).current()
       assert.equal(mirrorOf(h).metadataStatus().metadataError, null)
       assert.ok((publication?.summary.products ?? 0) >= PRODUCTS, 'the big document is what is published now')
@@ -126,14 +135,23 @@ describe('the event loop while metadata is refreshed', () => {
     const h = await startHarness()
     try {
       h.upstream.setTree(hostileTree(h.tree))
-      const before = mirrorOf(h).current()
-      const bar = await barFor(h)
-      const measured = await p99During(h, () => mirrorOf(h).refresh())
-      assert.match(mirrorOf(h).metadataStatus().metadataError ?? '', /index\.sjson/, 'the refusal is the mirror\'s metadata error, naming the document')
-      assert.equal(mirrorOf(h).current(), before, 'the last good publication is still served')
-      assert.ok(measured.requests > 0, 'requests were answered during the refusal')
-      assert.ok(measured.p99Ms < bar.limitMs, `p99 event-loop delay ${measured.p99Ms.toFixed(1)} ms (max ${measured.maxMs.toFixed(1)} ms) while refusing; bar ${bar.limitMs.toFixed(1)} ms, control p99 ${bar.controlMs.toFixed(1)} ms`)
-      process.stdout.write(`# hostile index: p99 ${measured.p99Ms.toFixed(1)} ms, max ${measured.maxMs.toFixed(1)} ms, ${measured.requests} requests; control p99 ${bar.controlMs.toFixed(1)} ms\n`)
+      const published = mirrorOf(h).current()
+      const before = await control(h)
+      let refusals = 0
+      const measured = await p99During(h, async () => {
+        const start = performance.now()
+        while (performance.now() - start < WINDOW_MS) {
+          await mirrorOf(h).refresh()
+          assert.match(mirrorOf(h).metadataStatus().metadataError ?? '', /index\.sjson/, 'the refusal is the mirror\'s metadata error, naming the document')
+          refusals++
+        }
+      })
+      const bar = barFrom(before, await control(h))
+      assert.equal(mirrorOf(h).current(), published, 'the last good publication is still served')
+      assert.ok(measured.requests > 0, 'requests were answered during the refusals')
+      assert.ok(measured.samples >= 100, `${measured.samples} event-loop delay samples: too few for a p99`)
+      assert.ok(measured.p99Ms < bar.limitMs, `p99 event-loop delay ${measured.p99Ms.toFixed(1)} ms (max ${measured.maxMs.toFixed(1)} ms, ${measured.samples} samples) over ${refusals} refusals; bar ${bar.limitMs.toFixed(1)} ms, control p99 ${bar.controlMs.toFixed(1)} ms`)
+      process.stdout.write(`# hostile index refused ${refusals} times: p99 ${measured.p99Ms.toFixed(1)} ms, max ${measured.maxMs.toFixed(1)} ms, ${measured.samples} samples, ${measured.requests} requests; control p99 ${bar.controlMs.toFixed(1)} ms\n`)
     } finally {
       await h.close()
     }
