@@ -172,6 +172,9 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
   const attempts = options.attempts ?? 3
   const retryBaseMs = options.retryBaseMs ?? 500
   const running = new Map<string, SharedFill>()
+  // Every fill until it has finished cleaning up: a failed one leaves `running`
+  // before it removes its temp file, and `idle()` must wait for that too.
+  const unsettled = new Set<SharedFill>()
 
   async function run(fill: SharedFill, source: FillSource): Promise<void> {
     const { target } = fill
@@ -227,6 +230,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     } finally {
       fill.release()
       forget(fill)
+      unsettled.delete(fill)
     }
   }
 
@@ -339,6 +343,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       const fill = new SharedFill(target)
       fill.priority = priority
       running.set(target.sha256, fill)
+      unsettled.add(fill)
       fill.done = run(fill, source)
       // Readers observe failures through events; this keeps an unobserved
       // rejection from taking the process down.
@@ -348,7 +353,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     get: (sha256) => running.get(sha256),
     active: () => [...running.values()],
     async idle() {
-      await Promise.allSettled([...running.values()].map((fill) => fill.done))
+      await Promise.allSettled([...unsettled].map((fill) => fill.done))
     },
     async abortAll(reason) {
       for (const fill of running.values()) {

@@ -19,7 +19,6 @@ import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
 import { createFilesystemStore } from './filesystem-store.js'
-import { createS3Store } from './s3-store.js'
 import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth } from './object-store.js'
 import type { StoreConfig } from '../config/types.js'
 
@@ -92,14 +91,19 @@ const REPEATED_ERROR_QUIET_MS = 60_000
 const STORE_CHECK_INTERVAL_MS = 30_000
 const MAINTENANCE_INTERVAL_MS = 3_600_000
 
-/** The object store the configuration names; S3 credentials come from the environment. */
-export function createObjectStore(backend: StoreConfig, dataDir: string, owner: string, env: NodeJS.ProcessEnv): ObjectStore {
+/**
+ * The object store the configuration names; S3 credentials come from the
+ * environment. The AWS SDK is loaded only for an S3 store: it costs tens of MB
+ * of memory that a filesystem store does not need.
+ */
+export async function createObjectStore(backend: StoreConfig, dataDir: string, owner: string, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
   if (backend.type === 'filesystem') return createFilesystemStore({ dataDir, owner })
   const accessKeyId = env.AWS_ACCESS_KEY_ID
   const secretAccessKey = env.AWS_SECRET_ACCESS_KEY
   if (!accessKeyId || !secretAccessKey) {
     throw new StoreAccessError('AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY', 'the S3 store needs both set in the environment')
   }
+  const { createS3Store } = await import('./s3-store.js')
   return createS3Store({
     ...backend,
     credentials: { accessKeyId, secretAccessKey },
@@ -119,7 +123,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   // This process's spool folder lives as long as its lease: other processes
   // sharing the dataDir leave it alone, and clean it up once the lease lapses.
   const tempOwner = randomUUID()
-  const objects = createObjectStore(options.backend ?? { type: 'filesystem' }, dataDir, tempOwner, options.env ?? process.env)
+  const objects = await createObjectStore(options.backend ?? { type: 'filesystem' }, dataDir, tempOwner, options.env ?? process.env)
   let reachable = true
   try {
     await objects.check()
