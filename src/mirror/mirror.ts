@@ -17,7 +17,7 @@ import type { Logger } from '../log/logger.js'
 import type { JobDocument, JobKeyring } from '../metadata-worker/metadata-jobs.js'
 import type { MetadataWorker } from '../metadata-worker/metadata-worker.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
-import { readKeyring } from '../streams/signature.js'
+import { checkClearsignedShape, readKeyring, SignatureError } from '../streams/signature.js'
 import { checkStoredSizes } from '../streams/size-consistency.js'
 import type { FillSource } from '../store/fill.js'
 import { UpstreamError } from '../upstream/upstream-client.js'
@@ -126,8 +126,18 @@ export function createMirror(options: MirrorOptions): Mirror {
   const recentlyUnavailable = () => cache.get(KEY) === undefined && performance.now() - unavailableSince < unavailableRetryMs
   /** The MAAS problems of the last publication built, so each is logged once, when it appears. */
   let knownProblems = new Set<string>()
-  /** A document for the worker: fresh UTF-8 bytes it takes over, while the text stays here to be saved. */
+  /**
+   * A document for the worker: fresh UTF-8 bytes it takes over, while the text
+   * stays here to be saved. One that is not even shaped as a clearsigned
+   * document is refused here, before encoding it costs this thread anything.
+   */
   const jobDocument = async (document: UpstreamDocument, transfer: ArrayBuffer[]): Promise<JobDocument> => {
+    try {
+      checkClearsignedShape(document.signed)
+    } catch (error) {
+      if (error instanceof SignatureError) throw new UpstreamMetadataError(`${document.location}: ${error.message}`)
+      throw error
+    }
     const signed = await utf8InSlices(document.signed)
     transfer.push(signed)
     return { path: document.path, location: document.location, signed }

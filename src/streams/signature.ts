@@ -97,12 +97,13 @@ export async function verifyClearsigned(text: string, keys: openpgp.PublicKey[])
 }
 
 /**
- * The cheap checks before the cleartext parser, which splits the whole text
- * line by line: an unsigned document, or one signed by a key outside the
- * keyring, is refused in milliseconds however large it is. Reads only the
- * armored signature block at the end and compares its issuers with the keyring.
+ * The shape of a clearsigned document, without reading any of it: the
+ * header at its start and an armored signature block of a real size at its
+ * end. Synchronous and a few string searches long, so the thread that fetched
+ * a document can refuse an unsigned one before handing it on; returns the
+ * signature block.
  */
-async function checkSignatureBlock(text: string, keys: openpgp.PublicKey[]): Promise<void> {
+export function checkClearsignedShape(text: string): string {
   if (!text.trimStart().startsWith(SIGNED_MESSAGE_HEADER)) {
     throw new SignatureError('unsigned', `not a clearsigned document (no "${SIGNED_MESSAGE_HEADER}")`)
   }
@@ -115,6 +116,17 @@ async function checkSignatureBlock(text: string, keys: openpgp.PublicKey[]): Pro
   if (block.length > MAX_SIGNATURE_BLOCK) {
     throw new SignatureError('bad-signature', `signature block of ${block.length} bytes (a real one is under ${MAX_SIGNATURE_BLOCK})`)
   }
+  return block
+}
+
+/**
+ * The cheap checks before the cleartext parser, which splits the whole text
+ * line by line: an unsigned document, or one signed by a key outside the
+ * keyring, is refused in milliseconds however large it is. Reads only the
+ * armored signature block at the end and compares its issuers with the keyring.
+ */
+async function checkSignatureBlock(text: string, keys: openpgp.PublicKey[]): Promise<void> {
+  const block = checkClearsignedShape(text)
   let signature: openpgp.Signature
   try {
     signature = await openpgp.readSignature({ armoredSignature: block })
