@@ -127,7 +127,8 @@ Try:
   curl -s ${base}/status
   curl -s ${base}/metrics | grep -v '^#'
 
-Point MAAS at it (PROFILE is your 'maas login' profile; in the UI: Images > Change source > Custom, URL and the keyring's contents):
+Point MAAS at it (PROFILE is your 'maas login' profile). MAAS checks metadata with gpgv, which takes only the binary
+keyring, so give the key with the CLI (keyring_data@=FILE), not by pasting it into the web UI:
   curl -s ${base}/keyring.gpg -o /tmp/sstream-proxy.gpg
   maas $PROFILE boot-sources read
   maas $PROFILE boot-source update 1 url=${mirror} keyring_filename= keyring_data@=/tmp/sstream-proxy.gpg
