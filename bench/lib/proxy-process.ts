@@ -19,12 +19,13 @@ const BUILD_DIR = join(ROOT, '.bench', 'proxy')
 
 /**
  * Compiles src/ into .bench/proxy/dist (not dist/, which is the project's).
- * `readVersion` reads `../../package.json` from dist/cli/, hence the copy.
+ * `readVersion` reads `../../package.json` from dist/cli/, and the configuration
+ * is checked against `../../config.schema.json` from dist/config/, hence the copies.
  */
 export async function buildProxy(): Promise<void> {
   await rm(BUILD_DIR, { recursive: true, force: true })
   await mkdir(BUILD_DIR, { recursive: true })
-  await copyFile(join(ROOT, 'package.json'), join(BUILD_DIR, 'package.json'))
+  for (const file of ['package.json', 'config.schema.json']) await copyFile(join(ROOT, file), join(BUILD_DIR, file))
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
   await promisify(execFile)(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(BUILD_DIR, 'dist'), '--sourceMap', 'false'], { cwd: ROOT })
 }
