@@ -9,6 +9,11 @@
  * A worker that dies (a crash, an out-of-memory on a hostile document) fails
  * the jobs it held, each becoming its mirror's metadata error, is logged, and
  * is started again for the next job: the process never goes down with it.
+ *
+ * Metadata changes every few minutes at most, and a worker is a second V8
+ * heap with openpgp loaded (about 35 MB): one idle for `idleMs` is ended, and
+ * the next job starts a new one, which costs that job a fraction of a second
+ * off the main thread.
  */
 
 import { Worker } from 'node:worker_threads'
@@ -23,13 +28,15 @@ export interface MetadataWorkerOptions {
   log: Logger
   /** Heap limit of the worker: a document that needs more kills the worker, not the process. Default 1536 MiB. */
   maxHeapMb?: number
+  /** How long a worker with no job lives on; default 60 s. */
+  idleMs?: number
 }
 
 export interface MetadataWorker {
   run<J extends MetadataJob>(job: J, transfer?: ArrayBuffer[]): Promise<JobResult<J>>
   /** The running thread, if any (tests end it to check the restart). */
   readonly thread: Worker | undefined
-  /** How many times a worker died and was replaced. */
+  /** How many times a worker died and was replaced (one ended for being idle did not die). */
   readonly restarts: number
   close(): Promise<void>
 }
@@ -42,12 +49,28 @@ const SOURCE = import.meta.url.endsWith('.ts')
 const ENTRY = new URL(SOURCE ? './worker.ts' : './worker.js', import.meta.url)
 const TSX_BOOTSTRAP = `import(${JSON.stringify(SOURCE ? import.meta.resolve('tsx/esm/api') : '')}).then(({ register }) => { register(); return import(${JSON.stringify(ENTRY.href)}) })`
 
+const IDLE_MS = 60_000
+
 export function createMetadataWorker(options: MetadataWorkerOptions): MetadataWorker {
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
   let nextId = 1
   let worker: Worker | undefined
   let restarts = 0
   let closed = false
+  const idleMs = options.idleMs ?? IDLE_MS
+  let idleTimer: NodeJS.Timeout | undefined
+  /** Workers ended for being idle: their exit is not a death. */
+  const retired = new WeakSet<Worker>()
+  const retireWhenIdle = (idle: Worker) => {
+    clearTimeout(idleTimer)
+    idleTimer = setTimeout(() => {
+      if (worker !== idle || pending.size > 0) return
+      worker = undefined
+      retired.add(idle)
+      void idle.terminate()
+    }, idleMs)
+    idleTimer.unref()
+  }
 
   const start = (): Worker => {
     const started = new Worker(SOURCE ? TSX_BOOTSTRAP : ENTRY, {
@@ -59,7 +82,10 @@ export function createMetadataWorker(options: MetadataWorkerOptions): MetadataWo
       const job = pending.get(reply.id)
       if (job === undefined) return
       pending.delete(reply.id)
-      if (pending.size === 0) started.unref()
+      if (pending.size === 0) {
+        started.unref()
+        retireWhenIdle(started)
+      }
       if ('result' in reply) job.resolve(reply.result)
       else job.reject(reply.failure.metadata ? new UpstreamMetadataError(reply.failure.message) : new Error(`metadata worker: ${reply.failure.message}`))
     })
@@ -70,7 +96,7 @@ export function createMetadataWorker(options: MetadataWorkerOptions): MetadataWo
     })
     started.on('exit', (code) => {
       if (worker === started) worker = undefined
-      if (closed) return
+      if (closed || retired.has(started)) return
       restarts++
       const reason = failure?.message ?? `exit code ${code}`
       options.log.error('metadata worker died; starting a new one for the next job', { error: reason, jobs: pending.size })
@@ -87,6 +113,7 @@ export function createMetadataWorker(options: MetadataWorkerOptions): MetadataWo
   return {
     run(job, transfer = []) {
       if (closed) return Promise.reject(new Error('metadata worker closed'))
+      clearTimeout(idleTimer)
       worker ??= start()
       const id = nextId++
       const running = worker
@@ -104,6 +131,7 @@ export function createMetadataWorker(options: MetadataWorkerOptions): MetadataWo
     },
     async close() {
       closed = true
+      clearTimeout(idleTimer)
       const running = worker
       worker = undefined
       for (const [id, job] of pending) {
