@@ -20,7 +20,8 @@ import { holderAlive } from '../store/store.js'
 import { formatBytes } from '../prefetch/progress-display.js'
 import { readManifest, manifestText, type ExportManifest, type ManifestEntry } from './export-manifest.js'
 import { assertExportPath, entryAt, ExportError, KEYRING_NAME, LOCK_NAME, MANIFEST_NAME, TEMP_DIR_NAME } from './export-paths.js'
-import { createFilePlacer, hashFile, syncFolder, writeAtomically, type ExportSource, type Placed, type PlaceTarget } from './place-file.js'
+import { hashFile, syncFolder } from '../store/durable-file.js'
+import { createFilePlacer, writeAtomically, type ExportSource, type Placed, type PlaceTarget } from './place-file.js'
 
 export interface ExportOptions {
   /** The export folder, absolute; created when missing. */

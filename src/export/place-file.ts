@@ -7,9 +7,9 @@
  */
 
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { link, open, rename, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { hashFile, syncFolder } from '../store/durable-file.js'
 import { readChunks } from '../store/object-bytes.js'
 import type { RangeReader } from '../store/object-store.js'
 import { ExportError, prepareParents, TEMP_DIR_NAME } from './export-paths.js'
@@ -99,16 +99,6 @@ export async function writeAtomically(root: string, path: string, body: Uint8Arr
   }
 }
 
-export async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256')
-  let size = 0
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
-    hash.update(chunk as Buffer)
-    size += (chunk as Buffer).length
-  }
-  return { sha256: hash.digest('hex'), size }
-}
-
 function tempPath(root: string): string {
   return join(root, TEMP_DIR_NAME, `${randomBytes(8).toString('hex')}.part`)
 }
@@ -144,13 +134,4 @@ function mismatch(target: PlaceTarget, actual: { sha256: string; size: number },
   throw new ExportError(
     `${target.path}: the ${what} does not match the metadata (size ${actual.size}, sha256 ${actual.sha256}; expected ${target.size}, ${target.sha256}); run "sstream-proxy verify --repair" and export again`,
   )
-}
-
-export async function syncFolder(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }

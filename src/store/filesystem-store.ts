@@ -8,10 +8,9 @@
  * beside a running `serve` does not delete the spools `serve` is filling.
  */
 
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
+import { hashFile, syncFolder } from './durable-file.js'
 import { createSpool, removeStaleSpools } from './spool.js'
 import type { ObjectStore, ObjectWriter, RangeReader, StoredObject } from './object-store.js'
 
@@ -87,7 +86,7 @@ export function createFilesystemStore(options: FilesystemStoreOptions): ObjectSt
           await mkdir(dir, { recursive: true })
           await rename(spool.path, blobPath(target.sha256))
           ended = true
-          await fsyncDirectory(dir)
+          await syncFolder(dir)
         },
         async discard() {
           ended = true
@@ -111,7 +110,7 @@ export function createFilesystemStore(options: FilesystemStoreOptions): ObjectSt
         // file without a row most likely lost only its row (a crash between rename
         // and insert). It is re-hashed once before it is trusted: such files are
         // rare, and a file that is not what its name says must never be served.
-        if (!indexed(object.sha256) && (await hashFile(blobPath(object.sha256))) !== object.sha256) {
+        if (!indexed(object.sha256) && (await hashFile(blobPath(object.sha256))).sha256 !== object.sha256) {
           await unlink(blobPath(object.sha256)).catch(() => undefined)
           discardedFiles++
           continue
@@ -127,17 +126,3 @@ export function createFilesystemStore(options: FilesystemStoreOptions): ObjectSt
   }
 }
 
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
-  return hash.digest('hex')
-}
