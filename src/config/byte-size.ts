@@ -9,7 +9,8 @@ export class ByteSizeSyntaxError extends Error {
   override name = 'ByteSizeSyntaxError'
 }
 
-const UNIT_BYTES: Record<string, number> = {
+/** Bytes in one of each size unit; rates (rate.ts) build on these. */
+export const UNIT_BYTES: Record<string, number> = {
   B: 1,
   KB: 1e3,
   MB: 1e6,

@@ -3,28 +3,23 @@
  * plain number of bytes per second. Everything downstream works in bytes per second.
  */
 
+import { UNIT_BYTES as SIZE_UNIT_BYTES } from './byte-size.js'
 import { describeValue } from './duration.js'
 
 export class RateSyntaxError extends Error {
   override name = 'RateSyntaxError'
 }
 
-/** Bytes per second of one of each unit: decimal and binary bytes, decimal bits. */
-const UNIT_BYTES = {
-  B: 1,
+/** Bytes per second of one of each unit: the sizes' decimal and binary bytes (and `kB`), decimal bits. */
+const UNIT_BYTES: Record<string, number> = {
+  ...SIZE_UNIT_BYTES,
   kB: 1e3,
-  KB: 1e3,
-  MB: 1e6,
-  GB: 1e9,
-  KiB: 1024,
-  MiB: 1024 ** 2,
-  GiB: 1024 ** 3,
   bit: 1 / 8,
   kbit: 1e3 / 8,
   Kbit: 1e3 / 8,
   Mbit: 1e6 / 8,
   Gbit: 1e9 / 8,
-} as const
+}
 
 const RATE_SYNTAX = /^([0-9]+(?:\.[0-9]+)?)(B|kB|KB|MB|GB|KiB|MiB|GiB|bit|kbit|Kbit|Mbit|Gbit)\/s$/
 
@@ -38,7 +33,7 @@ export function parseRate(value: unknown): number {
     bytes = value
   } else if (typeof value === 'string') {
     const match = RATE_SYNTAX.exec(value)
-    if (match !== null) bytes = Number(match[1]) * UNIT_BYTES[match[2] as keyof typeof UNIT_BYTES]
+    if (match !== null) bytes = Number(match[1]) * (UNIT_BYTES[match[2] as string] as number)
   }
   if (bytes === undefined) {
     throw new RateSyntaxError(`${describeValue(value)} is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)`)
