@@ -14,7 +14,7 @@ import { get, type IncomingMessage } from 'node:http'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
-import { rawRequest } from '../support/http.js'
+import { pauseAfterFirstChunk, rawRequest } from '../support/http.js'
 import { loadConfig } from '../../src/config/load-config.js'
 import { reloadConfig } from '../../src/runtime.js'
 import { createLogger, type LogFields } from '../../src/log/logger.js'
@@ -69,12 +69,7 @@ describe('reload', () => {
     const loadedAtStart = (await status()).configLoaded
     const file = squashfs('amd64')
     const download = await new Promise<IncomingMessage>((resolve, reject) => get(h.proxy.url + MIRROR_PATH + file.path, resolve).on('error', reject))
-    const hash = createHash('sha256')
-    let bytes = 0
-    const first = await new Promise<Buffer>((resolve) => download.once('data', resolve))
-    download.pause()
-    hash.update(first)
-    bytes += first.length
+    const paused = await pauseAfterFirstChunk(download)
 
     await writeConfig((config) => (config.mirrors[0].selections = [{ filters: ['arch~(amd64|arm64)'], max: 1 }]))
     assert.equal(await reload(), true)
@@ -90,14 +85,9 @@ describe('reload', () => {
     assert.ok(lines.some((line) => line.message === 'configuration reloaded'))
 
     assert.equal(download.complete, false, 'the download was still in progress during the reload')
-    download.on('data', (chunk: Buffer) => {
-      hash.update(chunk)
-      bytes += chunk.length
-    })
-    download.resume()
-    await new Promise((resolve) => download.on('end', resolve))
-    assert.equal(bytes, file.size)
-    assert.equal(hash.digest('hex'), file.sha256)
+    const whole = await paused.finish()
+    assert.equal(whole.bytes, file.size)
+    assert.equal(whole.sha256, file.sha256)
   })
 
   test('a file with a mistake is refused with its one-line message; the running configuration stays', async () => {

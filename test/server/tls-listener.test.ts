@@ -10,7 +10,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { X509Certificate, createHash } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { get } from 'node:https'
 import type { IncomingMessage } from 'node:http'
@@ -19,6 +19,7 @@ import { connect } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { pauseAfterFirstChunk } from '../support/http.js'
 import { MIRROR_PATH, selectedFiles, startHarness, type Harness } from '../support/proxy-harness.js'
 import { createMaasClient } from '../support/maas-client.js'
 import { createTestCa, type TestCa } from '../support/test-ca.js'
@@ -113,12 +114,7 @@ describe('https listener', () => {
     assert.ok(file)
     const download = await open(MIRROR_PATH + file.path)
     assert.equal(download.statusCode, 200)
-    const hash = createHash('sha256')
-    let bytes = 0
-    const first = await new Promise<Buffer>((resolve) => download.once('data', resolve))
-    download.pause()
-    hash.update(first)
-    bytes += first.length
+    const paused = await pauseAfterFirstChunk(download)
 
     const second = await ca.issue('second')
     await copyFile(second.cert, served.cert)
@@ -127,14 +123,9 @@ describe('https listener', () => {
     assert.equal(await certificateOfNextConnection(), await fingerprintOf(second.cert))
 
     assert.equal(download.complete, false, 'the download was still in progress during the reload')
-    download.on('data', (chunk: Buffer) => {
-      hash.update(chunk)
-      bytes += chunk.length
-    })
-    download.resume()
-    await new Promise((resolve) => download.on('end', resolve))
-    assert.equal(bytes, file.size)
-    assert.equal(hash.digest('hex'), file.sha256)
+    const whole = await paused.finish()
+    assert.equal(whole.bytes, file.size)
+    assert.equal(whole.sha256, file.sha256)
   })
 
   test('a broken certificate file is refused with the key named, and the one in use stays', async () => {

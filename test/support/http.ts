@@ -49,3 +49,29 @@ export function rawRequest(base: string, path: string, options: { method?: strin
 }
 
 export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+/** A download held after its first chunk, to check it runs on across something done meanwhile (a reload). */
+export interface PausedDownload {
+  /** Reads the rest; resolves to what the whole body was. */
+  finish(): Promise<{ bytes: number; sha256: string }>
+}
+
+/** Waits for the first chunk of `download`, pauses it there, and hashes from the first byte. */
+export async function pauseAfterFirstChunk(download: http.IncomingMessage): Promise<PausedDownload> {
+  const hash = createHash('sha256')
+  let bytes = 0
+  const count = (chunk: Buffer) => {
+    hash.update(chunk)
+    bytes += chunk.length
+  }
+  count(await new Promise<Buffer>((resolve) => download.once('data', resolve)))
+  download.pause()
+  return {
+    async finish() {
+      download.on('data', count)
+      download.resume()
+      await new Promise((resolve) => download.on('end', resolve))
+      return { bytes, sha256: hash.digest('hex') }
+    },
+  }
+}
