@@ -30,6 +30,7 @@ import { createSource } from './upstream/create-source.js'
 import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type TransportSettings, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 import { createRateBudget, type RateBudget } from './upstream/rate-budget.js'
+import { openReplica, type Replica } from './fleet/replica.js'
 import type { BandwidthStatus } from './server/status-report.js'
 
 export interface ProxyCore {
@@ -45,6 +46,8 @@ export interface ProxyCore {
   prefetcher: Prefetcher
   traffic: Traffic
   log: Logger
+  /** This process as a replica of a fleet (`fleet`); undefined for a proxy on its own. */
+  replica: Replica | undefined
   /**
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
@@ -123,6 +126,8 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   })
   const { startup } = store
   log.info('store opened', { dataDir: config.dataDir, store: store.objects.location, ...startup })
+  const replica = config.fleet && (await openReplica(config.fleet, store.objects, config.source))
+  if (replica !== undefined) log.info('fleet replica', { id: replica.id, advertise: replica.advertise })
   const client = createUpstreamClient({
     userAgent: 'sstream-proxy',
     onRedirect: (from, to, redirects) => log.info('upstream redirected', { url: from, final: to, redirects }),
@@ -192,8 +197,9 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     prefetcher: buildPrefetcher(config, mirrors),
     traffic,
     log,
+    replica,
     async reconfigure(next) {
-      const settings = { ...next, dataDir: core.config.dataDir, store: core.config.store, signingKey: core.config.signingKey }
+      const settings = { ...next, dataDir: core.config.dataDir, store: core.config.store, fleet: core.config.fleet, signingKey: core.config.signingKey }
       const built = await buildMirrors(settings)
       const previous = core.prefetcher
       // One synchronous step: no request or commit sees new mirrors with the old configuration.
@@ -269,6 +275,7 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   ['listen.tls', (config) => config.listen.tls !== undefined],
   ['dataDir', (config) => config.dataDir],
   ['store', (config) => JSON.stringify(config.store)],
+  ['fleet', (config) => JSON.stringify(config.fleet)],
   ['signingKey', (config) => config.signingKey],
   // The budget every fill reads through is made once, at start, with these rates.
   ['limits.upstreamRate', (config) => config.limits.upstreamRate],

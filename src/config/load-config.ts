@@ -11,6 +11,7 @@ import type { Config } from './types.js'
 import { BUILT_IN_CONFIG, STOCK_KEYRING_PACKAGE } from './defaults.js'
 import { ConfigError, validateConfig } from './validate-config.js'
 import { readTlsFiles } from './tls-files.js'
+import { readFleetSecret } from '../fleet/fleet-secret.js'
 import { readCaFile } from './ca-file.js'
 
 export { ConfigError } from './validate-config.js'
@@ -67,6 +68,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Confi
   await checkKeyrings(config)
   if (config.listen.tls !== undefined) await readTlsFiles(config.listen.tls, config.source)
   for (const { ca } of config.mirrors) if (ca !== undefined) await readCaFile(ca.path, ca.key, config.source)
+  if (config.fleet !== undefined) await readFleetSecret(config.fleet.secretFile, config.source)
   return config
 }
 

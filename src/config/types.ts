@@ -106,11 +106,25 @@ export type StoreConfig =
       abandonedUploadAge: number
     }
 
+/** This proxy as one replica of a fleet sharing an S3 store (docs/fleet.md). */
+export interface FleetConfig {
+  /** The URL other replicas reach this one at, ending with `/`. */
+  advertise: string
+  /** Absolute path of the file holding the fleet's shared secret. */
+  secretFile: string
+  /** Seconds a fill claim lasts without renewal. */
+  claimTtl: number
+  /** Seconds a prefetch/GC lease lasts without renewal. */
+  leaseTtl: number
+}
+
 export interface Config {
   listen: ListenConfig
   /** Absolute. */
   dataDir: string
   store: StoreConfig
+  /** Present when this proxy is one replica of a fleet (the store is then S3). */
+  fleet?: FleetConfig
   /** Absolute path of the proxy's armored private key. */
   signingKey: string
   /** Seconds. */

@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url'
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js'
 import { FilterSyntaxError, parseFilter, type Filter } from '../streams/filter.js'
 import { AddressRuleError, parseAddressRule } from '../server/access-control.js'
-import type { CaConfig, Config, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig, StoreConfig } from './types.js'
+import type { CaConfig, Config, FleetConfig, MetadataMode, MirrorConfig, MissFailure, PublishMode, SelectionConfig, StoreConfig } from './types.js'
 import { DEFAULTS, SIGNING_KEY_FILE, STOCK_KEYRING } from './defaults.js'
 import { ByteSizeSyntaxError, parseByteSize } from './byte-size.js'
 import { DurationSyntaxError, describeValue, parseDuration } from './duration.js'
@@ -51,6 +51,7 @@ interface ConfigFile {
   listen?: { host?: string; port?: number; tls?: { cert: string; key: string }; allow?: string[]; allowStatus?: string[] }
   dataDir?: string
   store?: StoreFile
+  fleet?: { advertise: string; secretFile: string; claimTtl?: string | number; leaseTtl?: string | number }
   signingKey?: string
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number; rate?: string | number; windows?: string[] }
@@ -134,6 +135,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const dataDir = resolve(options.baseDir, file.dataDir ?? DEFAULTS.dataDir)
   const signingKey = file.signingKey === undefined ? resolve(dataDir, SIGNING_KEY_FILE) : resolve(options.baseDir, file.signingKey)
   const store = convertStore(file.store ?? { type: 'filesystem' }, fail)
+  const fleet = file.fleet && convertFleet(file.fleet, store, options.baseDir, fail)
   const metadataTtl = checkDuration(file.metadataTtl ?? DEFAULTS.metadataTtl, 'metadataTtl', fail)
 
   const prefetch = file.prefetch ?? {}
@@ -165,6 +167,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     },
     dataDir,
     store,
+    ...(fleet && { fleet }),
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency, ...(prefetchRate !== undefined && { rate: prefetchRate }), windows },
@@ -190,6 +193,29 @@ function convertStore(store: StoreFile, fail: Fail): StoreConfig {
     region: store.region ?? DEFAULTS.store.region,
     forcePathStyle: store.forcePathStyle ?? DEFAULTS.store.forcePathStyle,
     abandonedUploadAge: checkDuration(store.abandonedUploadAge ?? DEFAULTS.store.abandonedUploadAge, 'store.abandonedUploadAge', fail),
+  }
+}
+
+// A claim or lease renewed every third of its life needs a second or so between renewals.
+const MIN_FLEET_TTL_SECONDS = 2
+
+function convertFleet(fleet: NonNullable<ConfigFile['fleet']>, store: StoreConfig, baseDir: string, fail: Fail): FleetConfig {
+  if (store.type !== 's3') fail('fleet', 'the replicas of a fleet share an S3 store: set store.type to "s3"')
+  const url = URL.canParse(fleet.advertise) ? new URL(fleet.advertise) : undefined
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail('fleet.advertise', `${describeValue(fleet.advertise)} is not an http(s) URL`)
+  if (url?.username !== '' || url?.password !== '' || url?.search !== '' || url?.hash !== '') {
+    fail('fleet.advertise', `${describeValue(fleet.advertise)} must be a plain base URL, without credentials, query or fragment`)
+  }
+  const ttl = (value: string | number, key: string) => {
+    const seconds = checkDuration(value, key, fail)
+    if (seconds < MIN_FLEET_TTL_SECONDS) fail(key, `${describeValue(value)} is shorter than ${MIN_FLEET_TTL_SECONDS}s`)
+    return seconds
+  }
+  return {
+    advertise: (url as URL).href.endsWith('/') ? (url as URL).href : `${(url as URL).href}/`,
+    secretFile: resolve(baseDir, fleet.secretFile),
+    claimTtl: ttl(fleet.claimTtl ?? DEFAULTS.fleet.claimTtl, 'fleet.claimTtl'),
+    leaseTtl: ttl(fleet.leaseTtl ?? DEFAULTS.fleet.leaseTtl, 'fleet.leaseTtl'),
   }
 }
 

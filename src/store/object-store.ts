@@ -8,6 +8,8 @@
  * suite (test/store/store-contract.ts) pins down what both stores do.
  */
 
+import type { RecordStore } from './s3-records.js'
+
 /** Reads bytes at positions, as a `FileHandle` does (a `FileHandle` is one). */
 export interface RangeReader {
   /**
@@ -101,6 +103,8 @@ export interface ObjectStore {
   /** Periodic clean-up (abandoned multipart uploads); also run at start-up. */
   maintain(): Promise<MaintenanceReport>
   health(): StoreHealth
+  /** Conditional JSON records beside the objects, which replicas of a fleet agree through (S3 only). */
+  readonly records?: RecordStore
   close(): void
 }
 

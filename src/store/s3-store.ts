@@ -31,6 +31,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3'
 import { createSpool, removeStaleSpools } from './spool.js'
+import { createS3Records } from './s3-records.js'
 import { createStreamReader } from './stream-reader.js'
 import { StoreAccessError, StoreUnavailableError, type ObjectStore, type ObjectWriter, type RangeReader, type StoreHealth, type StoredObject } from './object-store.js'
 
@@ -103,8 +104,9 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     } catch (error) {
       const message = `${what}: ${describeS3Error(error)}`
       const answered = error instanceof S3ServiceException && (error.$metadata.httpStatusCode ?? 500) < 500
-      // A 404 for an object is an answer like any other; anything else counts as the store failing.
-      if (answered && isNotFound(error)) {
+      // A 404 for an object, or a 412 for a conditional write that lost, is an
+      // answer like any other; anything else counts as the store failing.
+      if (answered && (isNotFound(error) || isPreconditionFailed(error))) {
         setState('ok')
         throw error
       }
@@ -243,7 +245,7 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
         ),
       )
     } catch (error) {
-      if ((error as { code?: string }).code !== 'PreconditionFailed') throw error
+      if (!isPreconditionFailed(error)) throw error
     }
   }
 
@@ -315,12 +317,17 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       return { abortedUploads: await abortAbandoned() }
     },
     health: () => ({ ...health }),
+    records: createS3Records({ client, bucket, keyPrefix: `${prefix}fleet/`, send }),
     close: () => client.destroy(),
   }
 }
 
 function emptyReader(): RangeReader {
   return { read: async () => ({ bytesRead: 0 }), close: async () => undefined }
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  return error instanceof S3ServiceException && (error.name === 'PreconditionFailed' || error.$metadata.httpStatusCode === 412)
 }
 
 function isNotFound(error: unknown): boolean {

@@ -215,3 +215,17 @@ describe('loadConfig errors', () => {
     assert.deepEqual(config.mirrors.map((mirror) => mirror.keyringIsDefault), [true, true])
   })
 })
+
+describe('loadConfig fleet secret', () => {
+  const fleetConfig = { store: { type: 's3', endpoint: 'http://rgw.example:7480', bucket: 'cache' }, fleet: { advertise: 'http://10.0.0.11:8080/', secretFile: 'fleet.secret' } }
+
+  test('a missing or short secret file stops the load naming fleet.secretFile', async () => {
+    const cwd = await directory('fleet-secret')
+    await writeConfig(join(cwd, 'config.json'), 'stable', fleetConfig)
+    assert.equal(await rejection(loadConfig({ env: {}, cwd })), `config.json: fleet.secretFile: cannot read ${join(cwd, 'fleet.secret')}: ENOENT`)
+    await writeFile(join(cwd, 'fleet.secret'), 'short\n')
+    assert.match(await rejection(loadConfig({ env: {}, cwd })), /^config\.json: fleet\.secretFile: .*fleet\.secret holds 5 characters; the secret needs at least 16/)
+    await writeFile(join(cwd, 'fleet.secret'), `${'0123456789abcdef'.repeat(4)}\n`)
+    assert.equal((await loadConfig({ env: {}, cwd })).fleet?.secretFile, join(cwd, 'fleet.secret'))
+  })
+})

@@ -147,7 +147,7 @@ describe('validateConfig defaults', () => {
 describe('validateConfig rejections name the key', () => {
   const cases: [string, unknown, string][] = [
     ['a non-object file', [1], 'config.json: expected an object, got [1]'],
-    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, store, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
+    ['an unknown top-level key', { mirrors: [mirror()], listn: {} }, 'config.json: listn: unknown key (expected one of $schema, listen, dataDir, store, fleet, signingKey, metadataTtl, prefetch, limits, proxy, ca, caMode, mirrors)'],
     ['an unknown listen key', { listen: { hots: 'x' }, mirrors: [mirror()] }, 'config.json: listen.hots: unknown key (expected one of host, port, tls, allow, allowStatus)'],
     ['an unknown prefetch key', { prefetch: { every: '1h' }, mirrors: [mirror()] }, 'config.json: prefetch.every: unknown key (expected one of onStart, interval, concurrency, rate, windows)'],
     ['an unknown mirror key', { mirrors: [mirror({ colour: 'red' })] }, 'config.json: mirrors[0].colour: unknown key (expected one of name, path, upstream, upstreamCooldown, proxy, ca, caMode, keyring, metadata, publish, missFailure, missWait, selections)'],
@@ -328,5 +328,27 @@ describe('validateConfig store', () => {
     assert.match(rejection(s3({ abandonedUploadAge: 'soon' })), /^config\.json: store\.abandonedUploadAge: /)
     assert.match(rejection({ store: { type: 'tape' }, mirrors: [mirror()] }), /^config\.json: store\.type: /)
     assert.match(rejection({ store: { type: 'filesystem', bucket: 'cache' }, mirrors: [mirror()] }), /^config\.json: store\.bucket: unknown key/)
+  })
+})
+
+describe('validateConfig fleet', () => {
+  const s3 = { type: 's3', endpoint: 'http://rgw.example:7480', bucket: 'maas-cache' }
+
+  test('a replica names where the others reach it and its secret file; the TTLs default to 10 s and 30 s', () => {
+    const config = validateConfig({ store: s3, fleet: { advertise: 'http://10.0.0.11:8080', secretFile: 'fleet.secret' }, mirrors: [mirror()] }, options)
+    assert.deepEqual(config.fleet, { advertise: 'http://10.0.0.11:8080/', secretFile: '/srv/proxy/fleet.secret', claimTtl: 10, leaseTtl: 30 })
+    assert.equal(validateConfig({ mirrors: [mirror()] }, options).fleet, undefined)
+  })
+
+  test('fleet mistakes are refused naming the key', () => {
+    const fleet = (fields: Record<string, unknown>, store: unknown = s3) => ({ store, fleet: { advertise: 'http://a:8080/', secretFile: 's', ...fields }, mirrors: [mirror()] })
+    assert.match(rejection(fleet({}, { type: 'filesystem' })), /^config\.json: fleet: the replicas of a fleet share an S3 store: set store\.type to "s3"$/)
+    assert.match(rejection({ fleet: { advertise: 'http://a:8080/', secretFile: 's' }, mirrors: [mirror()] }), /^config\.json: fleet: .*store\.type/)
+    assert.match(rejection(fleet({ advertise: 'a:8080' })), /^config\.json: fleet\.advertise: "a:8080" is not an http\(s\) URL$/)
+    assert.match(rejection(fleet({ advertise: 'http://u:p@a:8080/' })), /^config\.json: fleet\.advertise: .*without credentials/)
+    assert.match(rejection(fleet({ claimTtl: '1s' })), /^config\.json: fleet\.claimTtl: "1s" is shorter than 2s$/)
+    assert.match(rejection(fleet({ leaseTtl: 'often' })), /^config\.json: fleet\.leaseTtl: /)
+    assert.match(rejection({ store: s3, fleet: { advertise: 'http://a/' }, mirrors: [mirror()] }), /fleet.*secretFile/)
+    assert.match(rejection(fleet({ peers: [] })), /^config\.json: fleet\.peers: unknown key/)
   })
 })
