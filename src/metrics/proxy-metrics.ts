@@ -74,7 +74,7 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
 
   gauge('sstream_proxy_build_info', 'The running version, as a label; always 1.', ['version'], (r) => [{ labels: { version: r.report.version }, value: 1 }])
   gauge('sstream_proxy_start_time_seconds', 'When the proxy started, in seconds since the epoch.', [], () => deps.startedAt / 1000)
-  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, other) and status code.', ['route', 'status'], () =>
+  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, health, other) and status code.', ['route', 'status'], () =>
     [...deps.traffic.requests].sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => {
       const [route = '', status = ''] = key.split(' ')
       return { labels: { route, status }, value }
