@@ -12,6 +12,7 @@ import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { benchCachedFile } from './cached-file.js'
+import { benchFanOut } from './fan-out.js'
 import { benchMemory } from './memory.js'
 import { benchMetadata } from './metadata.js'
 import { benchMiss } from './miss.js'
@@ -40,6 +41,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   miss: benchMiss,
   prefetch: benchPrefetch,
   memory: benchMemory,
+  fanout: benchFanOut,
 }
 
 const notes: string[] = []

@@ -24,6 +24,7 @@ import { createPipelineLimit } from './server/connection-pipeline.js'
 import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
+import { createBufferPool, type BufferPool } from './store/buffer-pool.js'
 import { VerificationError } from './store/fill.js'
 import { StoreAccessError, StoreUnavailableError } from './store/object-store.js'
 import { createSource } from './upstream/create-source.js'
@@ -246,6 +247,8 @@ function createBudget(config: Config): RateBudget | undefined {
 export interface RunningProxy {
   core: ProxyCore
   server: HttpServer | HttpsServer
+  /** The read buffers file downloads share, under `limits.readBufferMemory`. */
+  readBuffers: BufferPool
   /** `http://host:port` (or `https://`) the server listens on. */
   url: string
   /**
@@ -262,11 +265,16 @@ export interface RunningProxy {
 
 export interface StartProxyOptions extends CoreOptions {
   version: string
+  /** How long idle read buffers are kept for the next burst before they are handed back; default 10 s. */
+  readBufferIdleMs?: number
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
 }
 
 type RequestListener = (request: IncomingMessage, response: ServerResponse) => void
+
+/** Long enough to keep buffers across the gaps in steady traffic, short enough that memory returns soon after a burst. */
+const READ_BUFFER_IDLE_MS = 10_000
 
 /** Keys read only when the server starts: a reload that changes them is logged and ignored. */
 const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
@@ -283,12 +291,15 @@ const RESTART_ONLY: Array<[string, (config: Config) => unknown]> = [
   // The upstream client, which enforces these, is kept across reloads with its connections.
   ['limits.metadataMaxBytes', (config) => config.limits.metadataMaxBytes],
   ['limits.metadataTimeout', (config) => config.limits.metadataTimeout],
+  // Every download's buffers come from the one pool made at start.
+  ['limits.readBufferMemory', (config) => config.limits.readBufferMemory],
 ]
 
 export async function startProxy(config: Config, options: StartProxyOptions): Promise<RunningProxy> {
   // Read before anything opens: a bad certificate must not leave a store open behind it.
   const tlsFiles = config.listen.tls === undefined ? undefined : await readTlsFiles(config.listen.tls, config.source)
   const core = await openCore(config, options)
+  const readBuffers = createBufferPool({ budgetBytes: config.limits.readBufferMemory, idleMs: options.readBufferIdleMs ?? READ_BUFFER_IDLE_MS })
   const startedAt = Date.now()
   let configLoaded = startedAt
   /** The listener for the configuration in force: the access check, the metadata fast path, then the app. */
@@ -305,6 +316,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       log: core.log,
       prefetchStatus: (mirror) => core.prefetcher.status(mirror),
       bandwidth: () => core.bandwidth(),
+      readBuffers,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
     // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
@@ -387,6 +399,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   return {
     core,
     server,
+    readBuffers,
     url,
     reload(next) {
       const done = reloads.then(() => reload(next))

@@ -16,8 +16,12 @@ export interface Nginx {
   close(): Promise<void>
 }
 
-/** Serves `root` (made readable by nginx's unprivileged worker); `dir` holds nginx's config, logs and temp files. */
-export async function startNginx(root: string, dir: string): Promise<Nginx> {
+/**
+ * Serves `root` (made readable by nginx's unprivileged worker); `dir` holds
+ * nginx's config, logs and temp files. `workerConnections` must exceed the
+ * clients a bench opens at once.
+ */
+export async function startNginx(root: string, dir: string, workerConnections = 1024): Promise<Nginx> {
   const port = await freePort()
   await mkdir(join(dir, 'temp'), { recursive: true })
   // mkdtemp makes 0700 directories; the worker runs as an unprivileged user.
@@ -28,7 +32,7 @@ daemon off;
 master_process on;
 pid ${join(dir, 'nginx.pid')};
 error_log ${join(dir, 'error.log')} warn;
-events { worker_connections 1024; }
+events { worker_connections ${workerConnections}; }
 http {
   default_type application/octet-stream;
   types { text/plain sjson; application/json json; }

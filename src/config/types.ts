@@ -85,6 +85,8 @@ export interface LimitsConfig {
   metadataMaxBytes: number
   /** Seconds a metadata document fetch may take in all. */
   metadataTimeout: number
+  /** Bytes the read buffers of every file download may take together; downloads read with smaller buffers, then wait, rather than pass it. */
+  readBufferMemory: number
   /** Bytes per second over every upstream transfer; undefined for no cap. */
   upstreamRate?: number
 }

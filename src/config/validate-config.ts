@@ -55,7 +55,7 @@ interface ConfigFile {
   signingKey?: string
   metadataTtl?: string | number
   prefetch?: { onStart?: boolean; interval?: string | number; concurrency?: number; rate?: string | number; windows?: string[] }
-  limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number; upstreamRate?: string | number }
+  limits?: { pipelinedRequests?: number; metadataMaxBytes?: string | number; metadataTimeout?: string | number; readBufferMemory?: string | number; upstreamRate?: string | number }
   proxy?: string | false
   ca?: string
   caMode?: CaConfig['mode']
@@ -152,6 +152,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
   const pipelinedRequests = file.limits?.pipelinedRequests ?? DEFAULTS.limits.pipelinedRequests
   const metadataMaxBytes = checkMetadataMaxBytes(file.limits?.metadataMaxBytes ?? DEFAULTS.limits.metadataMaxBytes, 'limits.metadataMaxBytes', fail)
   const metadataTimeout = checkDuration(file.limits?.metadataTimeout ?? DEFAULTS.limits.metadataTimeout, 'limits.metadataTimeout', fail)
+  const readBufferMemory = checkReadBufferMemory(file.limits?.readBufferMemory ?? DEFAULTS.limits.readBufferMemory, 'limits.readBufferMemory', fail)
 
   if (typeof file.proxy === 'string') checkProxy(file.proxy, 'proxy', fail)
   const mirrors = file.mirrors.map((mirror, index) => convertMirror(mirror, `mirrors[${index}]`, file, options.baseDir, fail))
@@ -171,7 +172,7 @@ export function validateConfig(raw: unknown, options: ValidateConfigOptions): Co
     signingKey,
     metadataTtl,
     prefetch: { onStart, interval, concurrency, ...(prefetchRate !== undefined && { rate: prefetchRate }), windows },
-    limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout, ...(upstreamRate !== undefined && { upstreamRate }) },
+    limits: { pipelinedRequests, metadataMaxBytes, metadataTimeout, readBufferMemory, ...(upstreamRate !== undefined && { upstreamRate }) },
     mirrors,
     source: options.source,
   }
@@ -280,6 +281,7 @@ function checkDuration(value: unknown, key: string, fail: Fail): number {
 
 // A metadata document smaller than this cannot hold a real index.
 const MIN_METADATA_BYTES = 64 * 1024
+const MIN_READ_BUFFER_BYTES = 1024 * 1024
 
 function checkByteSize(value: unknown, key: string, fail: Fail): number {
   try {
@@ -293,6 +295,13 @@ function checkByteSize(value: unknown, key: string, fail: Fail): number {
 function checkMetadataMaxBytes(value: unknown, key: string, fail: Fail): number {
   const bytes = checkByteSize(value, key, fail)
   if (bytes < MIN_METADATA_BYTES) fail(key, `${describeValue(value)} is too small (at least ${MIN_METADATA_BYTES} bytes)`)
+  return bytes
+}
+
+/** Read buffers are cut from 1 MiB pages: a smaller budget could hold none. */
+function checkReadBufferMemory(value: unknown, key: string, fail: Fail): number {
+  const bytes = checkByteSize(value, key, fail)
+  if (bytes < MIN_READ_BUFFER_BYTES) fail(key, `${describeValue(value)} is too small (at least 1MiB)`)
   return bytes
 }
 

@@ -23,6 +23,7 @@ import type { Store } from '../store/store.js'
 import { VerificationError } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
+import type { BufferPool } from '../store/buffer-pool.js'
 import { rangeStream, sendRange } from '../store/range-source.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
@@ -46,6 +47,8 @@ export interface AppDeps {
   log: Logger
   prefetchStatus?: StatusDeps['prefetchStatus']
   bandwidth?: StatusDeps['bandwidth']
+  /** The read buffers every file download shares, under `limits.readBufferMemory`. */
+  readBuffers: BufferPool
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
 }
@@ -262,6 +265,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const stallMs = deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS
     void sendRange(source, outgoing, {
       onBytes: count,
+      pool: deps.readBuffers,
       signal: connection === undefined ? undefined : connectionClosed(connection),
       stallMs,
       onStall: () => log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 }),

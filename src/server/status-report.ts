@@ -6,6 +6,7 @@
 import type { Mirror } from '../mirror/mirror.js'
 import type { Publication } from '../mirror/publication.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
+import type { BufferPool } from '../store/buffer-pool.js'
 import type { Store } from '../store/store.js'
 import type { Traffic } from './traffic.js'
 import type { UpstreamHealth } from '../upstream/upstream-source.js'
@@ -59,6 +60,8 @@ export interface StatusDeps {
   prefetchStatus?: (mirror: string) => PrefetchStatus
   /** Rate limits and windows, when they are wired in. */
   bandwidth?: () => BandwidthStatus
+  /** The file downloads' read buffers. */
+  readBuffers: Pick<BufferPool, 'stats'>
 }
 
 export const IDLE_PREFETCH: PrefetchStatus = {
@@ -106,11 +109,24 @@ export function buildStatusReport(deps: StatusDeps) {
     },
     bandwidth: deps.bandwidth?.() ?? UNLIMITED_BANDWIDTH,
     store: store.status(),
+    memory: memoryStatus(deps.readBuffers),
     mirrors,
   }
 }
 
 export type StatusReport = ReturnType<typeof buildStatusReport>
+
+/** The read buffer budget: what downloads hold of it, and how many wait for it. */
+function memoryStatus(readBuffers: Pick<BufferPool, 'stats'>) {
+  const stats = readBuffers.stats()
+  return {
+    readBufferBudget: stats.budgetBytes,
+    readBufferHeldBytes: stats.heldBytes,
+    readBufferAllocatedBytes: stats.allocatedBytes,
+    downloadsReading: stats.transfers,
+    downloadsWaiting: stats.waiting,
+  }
+}
 
 function selectionStatus(publication: Publication | undefined, store: Store) {
   const summary = publication?.summary ?? { products: 0, versions: 0, files: 0, bytes: 0 }

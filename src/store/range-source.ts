@@ -9,14 +9,11 @@
 
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
-import { createBufferPool, type BufferPool } from './buffer-pool.js'
+import { LARGEST_BUFFER_BYTES, type BufferPool } from './buffer-pool.js'
 import type { Fill } from './fill.js'
 import type { ObjectStore, RangeReader } from './object-store.js'
 
-export const READ_CHUNK_BYTES = 1024 * 1024
-
-/** The process's read buffers for `sendRange`: enough for 32 transfers are kept between bursts (64 MiB). */
-export const readBuffers = createBufferPool({ bytes: READ_CHUNK_BYTES, maxIdle: 64 })
+export const READ_CHUNK_BYTES = LARGEST_BUFFER_BYTES
 
 export interface RangeSource {
   /** First byte, inclusive. */
@@ -135,8 +132,8 @@ async function nextStep(source: RangeSource, position: number): Promise<{ read: 
 export interface SendRangeOptions {
   /** Called with the size of each write as it is made. */
   onBytes(bytes: number): void
-  /** Read buffers; default the process's shared pool. */
-  pool?: BufferPool
+  /** Read buffers, shared by every transfer under one budget. */
+  pool: BufferPool
   /**
    * Ends the transfer when aborted: the connection closed. A pipelined
    * response has no socket until the one before it ends, and when its client
@@ -151,9 +148,9 @@ export interface SendRangeOptions {
 
 /**
  * Writes the range into a Node response, then ends it. Bytes a fill still
- * holds in memory go out as they are; the rest is read with two 1 MiB
- * buffers from the pool, taken on the first read and used in turn (one is
- * read from disk while the other is on the socket): a read stream would
+ * holds in memory go out as they are; the rest is read with two buffers from
+ * the pool (1 MiB each, smaller when many transfers run), taken on the first
+ * read and used in turn (one is read from disk while the other is on the socket): a read stream would
  * allocate a fresh buffer per chunk, and that garbage costs a large share of
  * the throughput. The buffers go back to the pool only once no write holds
  * them. Closes the source in every case, also when its client had left
@@ -161,7 +158,7 @@ export interface SendRangeOptions {
  * destroyed, so the client sees a broken transfer, never a complete one.
  */
 export async function sendRange(source: RangeSource, response: ServerResponse, options: SendRangeOptions): Promise<void> {
-  const pool = options.pool ?? readBuffers
+  const { pool } = options
   let buffers: Buffer[] | undefined
   let handle: RangeReader | undefined
   let position = source.start
@@ -174,11 +171,18 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       let chunks = step.held
       if (chunks === undefined) {
         handle ??= await source.open(position)
-        buffers ??= [pool.take(), pool.take()]
+        if (buffers !== undefined && pool.oversized(buffers)) {
+          // Others wait for the budget: trade this pair, once no write holds it, for a fair one.
+          await writing
+          const traded = buffers
+          buffers = undefined
+          buffers = await pool.trade(traded, options.signal)
+        }
+        buffers ??= await pool.take(options.signal)
         // This buffer's last write was awaited before the other buffer was written.
         const buffer = buffers[turn] as Buffer
         turn ^= 1
-        const { bytesRead } = await handle.read(buffer, 0, step.read, position)
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(step.read, buffer.length), position)
         if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
         chunks = [buffer.subarray(0, bytesRead)]
       }
@@ -202,7 +206,7 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
     if (buffers !== undefined) {
       // A destroyed socket settles its pending write; until then the kernel may still copy from the buffer.
       await writing?.catch(() => undefined)
-      for (const buffer of buffers) pool.give(buffer)
+      pool.give(buffers)
     }
   }
 }

@@ -58,7 +58,7 @@ describe('config.example.json', () => {
       { ...config.prefetch, windows: config.prefetch.windows?.map((window) => window.text) },
       { onStart: true, interval: 3600, concurrency: 4, rate: 50_000_000, windows: ['00:00-24:00'] },
     )
-    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, upstreamRate: 125_000_000 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, readBufferMemory: 64 * 1024 * 1024, upstreamRate: 125_000_000 })
     const [stable] = config.mirrors
     assert.ok(stable)
     assert.equal(stable.name, 'stable')

@@ -29,7 +29,7 @@ describe('validateConfig defaults', () => {
     assert.equal(config.signingKey, '/srv/proxy/data/signing-key.asc')
     assert.equal(config.metadataTtl, 600)
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 4, windows: [] })
-    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, readBufferMemory: 64 * 1024 * 1024 })
     assert.equal(config.source, 'config.json')
     const [only] = config.mirrors
     assert.ok(only)
@@ -50,7 +50,7 @@ describe('validateConfig defaults', () => {
     const config = validateConfig({ listen: { port: 0 }, prefetch: { concurrency: 64 }, mirrors: [mirror()] }, options)
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 0 })
     assert.deepEqual(config.prefetch, { onStart: true, interval: 3600, concurrency: 64, windows: [] })
-    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, readBufferMemory: 64 * 1024 * 1024 })
   })
 
   test('listen.tls paths resolve against the file; allowlists are kept as written', () => {
@@ -94,7 +94,7 @@ describe('validateConfig defaults', () => {
     assert.equal(config.signingKey, '/srv/proxy/keys/proxy.asc')
     assert.equal(config.metadataTtl, 90)
     assert.deepEqual(config.prefetch, { onStart: false, interval: 86400, concurrency: 8, rate: 20_000_000, windows: [{ start: 22 * 60, end: 6 * 60, text: '22:00-06:00' }] })
-    assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, upstreamRate: 20_000_000 })
+    assert.deepEqual(config.limits, { pipelinedRequests: 4, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, readBufferMemory: 64 * 1024 * 1024, upstreamRate: 20_000_000 })
     const [only] = config.mirrors
     assert.ok(only)
     assert.deepEqual(only.upstreams, ['http://mirror.example:8000/ephemeral-v3/stable/'], 'a trailing slash is added')
@@ -110,10 +110,11 @@ describe('validateConfig defaults', () => {
   })
 
   test('limits default to a 64 MiB metadata cap and a 2 minute metadata deadline, and take sizes with units or in bytes', () => {
-    assert.deepEqual(validateConfig({ mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120 })
-    assert.deepEqual(validateConfig({ limits: { metadataMaxBytes: '8MiB', metadataTimeout: '30s' }, mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 8 * 1024 * 1024, metadataTimeout: 30 })
+    assert.deepEqual(validateConfig({ mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 64 * 1024 * 1024, metadataTimeout: 120, readBufferMemory: 64 * 1024 * 1024 })
+    assert.deepEqual(validateConfig({ limits: { metadataMaxBytes: '8MiB', metadataTimeout: '30s' }, mirrors: [mirror()] }, options).limits, { pipelinedRequests: 32, metadataMaxBytes: 8 * 1024 * 1024, metadataTimeout: 30, readBufferMemory: 64 * 1024 * 1024 })
     assert.equal(validateConfig({ limits: { metadataMaxBytes: 100_000 }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 100_000)
     assert.equal(validateConfig({ limits: { metadataMaxBytes: '20MB' }, mirrors: [mirror()] }, options).limits.metadataMaxBytes, 20_000_000)
+    assert.equal(validateConfig({ limits: { readBufferMemory: '256MiB' }, mirrors: [mirror()] }, options).limits.readBufferMemory, 256 * 1024 * 1024)
   })
 
   test('an upstream with credentials keeps them for the request', () => {
@@ -188,7 +189,7 @@ describe('validateConfig rejections name the key', () => {
     ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
-    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
+    ['an unknown limits key', { limits: { pipeline: 4 }, mirrors: [mirror()] }, 'config.json: limits.pipeline: unknown key (expected one of metadataMaxBytes, metadataTimeout, readBufferMemory, pipelinedRequests, upstreamRate)'],
     ['a zero pipeline limit', { limits: { pipelinedRequests: 0 }, mirrors: [mirror()] }, 'config.json: limits.pipelinedRequests: expected an integer from 1 to 1000, got 0'],
     ['no mirrors', {}, 'config.json: mirrors: missing (at least one mirror is required)'],
     ['empty mirrors', { mirrors: [] }, 'config.json: mirrors: empty (at least one mirror is required)'],
@@ -218,8 +219,9 @@ describe('validateConfig rejections name the key', () => {
     ['an ftp upstream in a list, with a password the message hides', { mirrors: [mirror({ upstream: ['https://images.example/stable/', 'ftp://mirror:S3cret@images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "ftp://mirror:***@images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],
     ['an upstream listed twice', { mirrors: [mirror({ upstream: ['https://images.example/stable', 'https://images.example/stable/'] })] }, 'config.json: mirrors[0].upstream[1]: "https://images.example/stable/" is already mirrors[0].upstream[0]'],
     ['an upstreamCooldown that is not a duration', { mirrors: [mirror({ upstreamCooldown: 'soon' })] }, 'config.json: mirrors[0].upstreamCooldown: "soon" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
-    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
+    ['an unknown limits key', { limits: { metadataSize: '1MiB' }, mirrors: [mirror()] }, 'config.json: limits.metadataSize: unknown key (expected one of metadataMaxBytes, metadataTimeout, readBufferMemory, pipelinedRequests, upstreamRate)'],
     ['a metadata cap that is not a size', { limits: { metadataMaxBytes: '64 megs' }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: "64 megs" is not a size (use a number of bytes or a number with KiB, MiB, GiB, KB, MB or GB, e.g. "64MiB")'],
+    ['a read buffer budget under one 1 MiB page', { limits: { readBufferMemory: '512KiB' }, mirrors: [mirror()] }, 'config.json: limits.readBufferMemory: "512KiB" is too small (at least 1MiB)'],
     ['a metadata cap too small for any index', { limits: { metadataMaxBytes: 1000 }, mirrors: [mirror()] }, 'config.json: limits.metadataMaxBytes: 1000 is too small (at least 65536 bytes)'],
     ['a metadata timeout that is not a duration', { limits: { metadataTimeout: '2 minutes' }, mirrors: [mirror()] }, 'config.json: limits.metadataTimeout: "2 minutes" is not a duration (use 30s, 10m, 1h, 1d or a number of seconds)'],
     ['an empty keyring', { mirrors: [mirror({ keyring: '' })] }, 'config.json: mirrors[0].keyring: expected a non-empty string, got ""'],
@@ -241,7 +243,7 @@ describe('validateConfig rejections name the key', () => {
     ['a path inside another', { mirrors: [mirror({ path: '/maas/' }), mirror({ name: 'candidate', path: '/maas/candidate/' })] }, 'config.json: mirrors[1].path: "/maas/candidate/" overlaps mirrors[0].path "/maas/" (one may not be a prefix of the other)'],
     ['a path containing a later one', { mirrors: [mirror({ path: '/maas/stable/' }), mirror({ name: 'all', path: '/maas/' })] }, 'config.json: mirrors[1].path: "/maas/" overlaps mirrors[0].path "/maas/stable/" (one may not be a prefix of the other)'],
     ['a problem in the second mirror', { mirrors: [mirror(), mirror({ name: 'candidate', path: '/candidate/', publish: 'newest' })] }, 'config.json: mirrors[1].publish: expected "selected" or "cached", got "newest"'],
-    ['an unknown limits key', { limits: { rate: '1MB/s' }, mirrors: [mirror()] }, 'config.json: limits.rate: unknown key (expected one of metadataMaxBytes, metadataTimeout, pipelinedRequests, upstreamRate)'],
+    ['an unknown limits key', { limits: { rate: '1MB/s' }, mirrors: [mirror()] }, 'config.json: limits.rate: unknown key (expected one of metadataMaxBytes, metadataTimeout, readBufferMemory, pipelinedRequests, upstreamRate)'],
     ['a rate that is a word', { limits: { upstreamRate: 'fast' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "fast" is not a rate (use e.g. "20MB/s", "160Mbit/s", "512KiB/s" or a number of bytes per second)'],
     ['a rate of 0', { limits: { upstreamRate: 0 }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: 0 is too low (at least 1kB/s; leave the key out for no limit)'],
     ['a rate of "0MB/s"', { limits: { upstreamRate: '0MB/s' }, mirrors: [mirror()] }, 'config.json: limits.upstreamRate: "0MB/s" is too low (at least 1kB/s; leave the key out for no limit)'],

@@ -56,6 +56,7 @@ describe('renderStatusPage', () => {
     cache: { files: 1, bytes: 2048, hits: 3, misses: 1, upstreamBytes: 4096, servedBytes: 8192, activeFills: 0 },
     bandwidth: UNLIMITED_BANDWIDTH,
     store: { type: 'filesystem', location: '/var/cache/blobs', state: 'ok', lastError: null, since: null, errors: 0 },
+    memory: { readBufferBudget: 64 * 2 ** 20, readBufferHeldBytes: 0, readBufferAllocatedBytes: 0, downloadsReading: 0, downloadsWaiting: 0 },
     mirrors: [
       {
         name,

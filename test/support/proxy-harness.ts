@@ -56,6 +56,8 @@ export interface HarnessOptions {
   fillAttempts?: number
   metadataUnavailableRetryMs?: number
   sendStallTimeoutMs?: number
+  /** How long idle read buffers are kept before they are handed back. */
+  readBufferIdleMs?: number
   /** The local time prefetch windows are read against, and how often the schedule looks at it. */
   now?: () => Date
   windowCheckMs?: number
@@ -126,6 +128,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       upstream: { connectTimeoutMs: 3_000, idleTimeoutMs: 1_500 },
       metadataUnavailableRetryMs: options.metadataUnavailableRetryMs,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
+      readBufferIdleMs: options.readBufferIdleMs,
       now: options.now,
       windowCheckMs: options.windowCheckMs,
       env: options.env,
