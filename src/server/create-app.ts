@@ -45,6 +45,7 @@ export interface AppDeps {
   log: Logger
   prefetchStatus?: StatusDeps['prefetchStatus']
   bandwidth?: StatusDeps['bandwidth']
+  fleet?: StatusDeps['fleet']
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
 }

@@ -7,6 +7,7 @@ import type { Mirror } from '../mirror/mirror.js'
 import type { Publication } from '../mirror/publication.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import type { Store } from '../store/store.js'
+import type { FleetStatus } from '../fleet/fleet-monitor.js'
 import type { Traffic } from './traffic.js'
 import type { UpstreamHealth } from '../upstream/upstream-source.js'
 
@@ -59,6 +60,8 @@ export interface StatusDeps {
   prefetchStatus?: (mirror: string) => PrefetchStatus
   /** Rate limits and windows, when they are wired in. */
   bandwidth?: () => BandwidthStatus
+  /** This replica and the fleet, for a replica of one; the report has no `fleet` otherwise. */
+  fleet?: () => FleetStatus
 }
 
 export const IDLE_PREFETCH: PrefetchStatus = {
@@ -106,6 +109,7 @@ export function buildStatusReport(deps: StatusDeps) {
     },
     bandwidth: deps.bandwidth?.() ?? UNLIMITED_BANDWIDTH,
     store: store.status(),
+    ...(deps.fleet && { fleet: deps.fleet() }),
     mirrors,
   }
 }
