@@ -195,10 +195,6 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     const empty: PassCounts = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: [] }
     const skipped: PassOutcome = { mirror: name, result: 'skipped', counts: empty }
     const checkDue = fleet !== undefined && runOptions.whenDue === true
-    /** Whether the fleet owes a pass of the selection `digest`; asked before the lease (cheap) and again under it. */
-    const due = async (digest: string | null) => passDue(await fleet?.passes.last(name), digest, settings.interval * 1000, Date.now())
-    // Not due is the common answer of a fleet's frequent checks: said by nothing in the log.
-    if (checkDue && !(await due(mirror.current()?.selectionDigest ?? null))) return skipped
     const leaseName = `prefetch:${name}`
     const lease = await leases.tryAcquire(leaseName)
     if (lease === undefined) {
@@ -224,7 +220,7 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
       state.refreshing = false
       if (checkDue) {
         // Another replica may have finished a pass of this selection while we took the lease.
-        if (!(await due(publication?.selectionDigest ?? null))) return skipped
+        if (!(await dueFleetWide(mirror, publication?.selectionDigest ?? null))) return skipped
         begin()
       }
       let outcome: PassOutcome
@@ -277,6 +273,11 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     }
   }
 
+  /** Whether the fleet owes a pass of the mirror's selection `digest`: none of it finished within the interval. */
+  async function dueFleetWide(mirror: Mirror, digest: string | null): Promise<boolean> {
+    return passDue(await fleet?.passes.last(mirror.config.name), digest, settings.interval * 1000, Date.now())
+  }
+
   /** Collects across every mirror; a mirror without metadata stops it (its files are unknown). */
   async function collect(): Promise<GarbageReport | undefined> {
     // A file stored just now may have completed a version: count the publication that shows it.
@@ -319,7 +320,14 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
       deferred.add(name)
       return Promise.resolve()
     }
-    return run(name, { whenDue: true }).catch((error: Error) => log.error('prefetch failed', { mirror: name, error: error.message }))
+    const failed = (error: Error) => log.error('prefetch failed', { mirror: name, error: error.message })
+    if (fleet === undefined) return run(name).catch(failed)
+    // A fleet's schedule looks often; not due is its common answer, and it
+    // starts no pass (asked again under the lease, after the metadata refresh).
+    const mirror = mirrorNamed(name)
+    return dueFleetWide(mirror, mirror.current()?.selectionDigest ?? null)
+      .then((due) => (due ? run(name, { whenDue: true }) : undefined))
+      .catch(failed)
   }
 
   return {
