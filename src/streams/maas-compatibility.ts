@@ -89,9 +89,14 @@ export function checkProducts(contentId: string, document: ProductsDocument): Ma
   }
   // MAAS accepts the document if any model matches all of it; otherwise the
   // problems worth showing are those against the model it looks meant for.
-  const byModel = new Map((['bootloader', 'multi-file', 'single-file'] as const).map((model) => [model, productProblems(contentId, products, model)]))
-  if ([...byModel.values()].some((list) => list.length === 0)) return problems
-  problems.push(...(byModel.get(intendedModel(document)) as MaasProblem[]))
+  // That model is tried first: a valid document (the usual case) is then
+  // checked once rather than against all three models.
+  const intended = intendedModel(document)
+  const intendedProblems = productProblems(contentId, products, intended)
+  if (intendedProblems.length === 0) return problems
+  const others = (['bootloader', 'multi-file', 'single-file'] as const).filter((model) => model !== intended)
+  if (others.some((model) => productProblems(contentId, products, model).length === 0)) return problems
+  problems.push(...intendedProblems)
   return problems
 }
 
