@@ -11,12 +11,12 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadOrCreateSigningKey } from '../../src/streams/signing-key.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
+import { freePort } from '../support/child-listener.js'
 import { buildUpstreamTree, type UpstreamTree } from '../support/upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from '../support/upstream-server.js'
 
@@ -54,14 +54,6 @@ after(async () => {
   await rgw?.down()
   await rm(cwd, { recursive: true, force: true })
 })
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 interface LogLine {
   time: string
