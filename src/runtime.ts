@@ -33,7 +33,7 @@ import { createRateBudget, type RateBudget } from './upstream/rate-budget.js'
 import { openReplica, type Replica } from './fleet/replica.js'
 import { createBucketLeases } from './fleet/bucket-leases.js'
 import { createFleetPasses } from './fleet/fleet-passes.js'
-import { createReplicaRegistry } from './fleet/replica-registry.js'
+import { createReplicaRegistry, type ReplicaRegistry } from './fleet/replica-registry.js'
 import { createFleetMonitor, type FleetMonitor } from './fleet/fleet-monitor.js'
 import type { AsyncLeases } from './store/lease.js'
 import type { BandwidthStatus } from './server/status-report.js'
@@ -411,6 +411,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     }
     if (nextTlsFiles !== undefined && server instanceof HttpsServer) server.setSecureContext(nextTlsFiles)
     core.log.info('configuration reloaded', { source: next.source, mirrors: describeMirrors() })
+    await monitor?.mirrorsChanged(core.config.mirrors)
     for (const mirror of core.mirrors) void mirror.publication()
     core.prefetcher.start({ resume: stoppedPasses })
   }
@@ -442,7 +443,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
  * mirrors; then its record is kept fresh and the fleet is read for /status.
  * Undefined for a proxy on its own.
  */
-async function joinFleet(core: ProxyCore, version: string): Promise<(FleetMonitor & { leave(): Promise<void> }) | undefined> {
+async function joinFleet(core: ProxyCore, version: string): Promise<(FleetMonitor & Pick<ReplicaRegistry, 'mirrorsChanged'> & { leave(): Promise<void> }) | undefined> {
   const { replica, fleetLeases, config, log } = core
   if (replica === undefined || fleetLeases === undefined) return undefined
   const registry = createReplicaRegistry({ replica, signingKeyFingerprint: core.signingKey.fingerprint, mirrors: config.mirrors, version, source: config.source, log })
@@ -458,6 +459,7 @@ async function joinFleet(core: ProxyCore, version: string): Promise<(FleetMonito
   monitor.start()
   return {
     ...monitor,
+    mirrorsChanged: (mirrors) => registry.mirrorsChanged(mirrors),
     async leave() {
       await monitor.stop()
       await registry.leave()

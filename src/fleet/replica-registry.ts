@@ -58,6 +58,12 @@ export interface ReplicaRegistry {
   join(): Promise<void>
   /** The live replicas as of the last heartbeat, this one included. */
   replicas(): LiveReplica[]
+  /**
+   * Says the mirrors a reload put in force, at once: while a change is rolled
+   * out replica by replica they disagree (logged), and once every replica has
+   * it a new one with the new mirrors is let in.
+   */
+  mirrorsChanged(mirrors: readonly MirrorConfig[]): Promise<void>
   /** Stops the heartbeat and removes this replica's record. */
   leave(): Promise<void>
 }
@@ -108,7 +114,7 @@ export function createReplicaRegistry(options: ReplicaRegistryOptions): ReplicaR
   const { records, leaseTtlMs } = replica
   const now = options.now ?? Date.now
   const name = `replicas/${replica.id}`
-  const self: ReplicaRecord = {
+  let self: ReplicaRecord = {
     id: replica.id,
     advertise: replica.advertise,
     startedAt: new Date(now()).toISOString(),
@@ -169,6 +175,12 @@ export function createReplicaRegistry(options: ReplicaRegistryOptions): ReplicaR
       timer.unref()
     },
     replicas: () => seen,
+    async mirrorsChanged(mirrors) {
+      self = { ...self, ...mirrorDigests(mirrors) }
+      const beat = beating.then(heartbeat)
+      beating = beat
+      await beat
+    },
     async leave() {
       if (timer !== undefined) clearInterval(timer)
       await beating

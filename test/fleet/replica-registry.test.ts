@@ -130,6 +130,21 @@ describe('the replica registry', () => {
     await first.leave()
   })
 
+  test('mirrors changed by a reload are written at once: a new replica with them joins, one with the old ones is refused', async () => {
+    const records = await openRecords()
+    const first = registryOf(records, 1, { mirrors: [mirror('stable')] })
+    await first.join()
+    await first.mirrorsChanged([mirror('stable'), mirror('candidate')])
+    const refused = await registryOf(records, 2, { mirrors: [mirror('stable')] })
+      .join()
+      .then(() => undefined, (error: unknown) => error)
+    assert.match(String(refused), /mirrors: differ from those of replica replica-1 .*: candidate only there;/)
+    const joined = registryOf(records, 3, { mirrors: [mirror('candidate'), mirror('stable')] })
+    await joined.join()
+    await joined.leave()
+    await first.leave()
+  })
+
   test("a dead replica's record (expired) does not count", async () => {
     const records = await openRecords()
     const dead: ReplicaRecord = {
