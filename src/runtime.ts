@@ -32,6 +32,11 @@ import { createFailoverSource } from './upstream/failover-source.js'
 import { createUpstreamClient, type TransportSettings, type UpstreamClient, type UpstreamClientOptions } from './upstream/upstream-client.js'
 import { createRateBudget, type RateBudget } from './upstream/rate-budget.js'
 import { openReplica, type Replica } from './fleet/replica.js'
+import { createBucketLeases } from './fleet/bucket-leases.js'
+import { createFleetPasses } from './fleet/fleet-passes.js'
+import { createReplicaRegistry, type ReplicaRegistry } from './fleet/replica-registry.js'
+import { createFleetMonitor, type FleetMonitor } from './fleet/fleet-monitor.js'
+import type { AsyncLeases } from './store/lease.js'
 import type { BandwidthStatus } from './server/status-report.js'
 
 export interface ProxyCore {
@@ -49,6 +54,8 @@ export interface ProxyCore {
   log: Logger
   /** This process as a replica of a fleet (`fleet`); undefined for a proxy on its own. */
   replica: Replica | undefined
+  /** The fleet's leases in the bucket (prefetch passes, `gc`), for a replica. */
+  fleetLeases: AsyncLeases | undefined
   /**
    * Puts a new configuration in force: new mirrors and a new prefetcher, built
    * by the same factories, swapped in together; then the old prefetcher is
@@ -129,6 +136,23 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   log.info('store opened', { dataDir: config.dataDir, store: store.objects.location, ...startup })
   const replica = config.fleet && (await openReplica(config.fleet, store.objects, config.source))
   if (replica !== undefined) log.info('fleet replica', { id: replica.id, advertise: replica.advertise })
+  const fleetLeases =
+    replica &&
+    createBucketLeases({
+      records: replica.records,
+      ttlMs: replica.leaseTtlMs,
+      replica,
+      onError: (message) => log.warn('fleet lease', { error: message }),
+      onLost: (name) => log.warn('fleet lease lost: another replica took it over', { lease: name }),
+    })
+  const prefetchFleet = replica &&
+    fleetLeases && {
+      replica,
+      leases: fleetLeases,
+      passes: createFleetPasses(replica.records),
+      records: replica.records,
+      checkEveryMs: replica.leaseTtlMs / 3,
+    }
   const client = createUpstreamClient({
     userAgent: 'sstream-proxy',
     onRedirect: (from, to, redirects) => log.info('upstream redirected', { url: from, final: to, redirects }),
@@ -186,6 +210,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
       budget,
       now: options.now,
       windowCheckMs: options.windowCheckMs,
+      fleet: prefetchFleet,
     })
   mirrors = await buildMirrors(config)
   const core: ProxyCore = {
@@ -199,6 +224,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     traffic,
     log,
     replica,
+    fleetLeases,
     async reconfigure(next) {
       const settings = { ...next, dataDir: core.config.dataDir, store: core.config.store, fleet: core.config.fleet, signingKey: core.config.signingKey }
       const built = await buildMirrors(settings)
@@ -300,6 +326,10 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   const tlsFiles = config.listen.tls === undefined ? undefined : await readTlsFiles(config.listen.tls, config.source)
   const core = await openCore(config, options)
   const readBuffers = createBufferPool({ budgetBytes: config.limits.readBufferMemory, idleMs: options.readBufferIdleMs ?? READ_BUFFER_IDLE_MS })
+  const monitor = await joinFleet(core, options.version).catch(async (error: unknown) => {
+    await core.close()
+    throw error
+  })
   const startedAt = Date.now()
   let configLoaded = startedAt
   /** The listener for the configuration in force: the access check, the metadata fast path, then the app. */
@@ -317,6 +347,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       prefetchStatus: (mirror) => core.prefetcher.status(mirror),
       bandwidth: () => core.bandwidth(),
       readBuffers,
+      fleet: monitor && (() => monitor.status()),
       sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
     // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
@@ -392,6 +423,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     }
     if (nextTlsFiles !== undefined && server instanceof HttpsServer) server.setSecureContext(nextTlsFiles)
     core.log.info('configuration reloaded', { source: next.source, mirrors: describeMirrors() })
+    await monitor?.mirrorsChanged(core.config.mirrors)
     for (const mirror of core.mirrors) void mirror.publication()
     core.prefetcher.start({ resume: stoppedPasses })
   }
@@ -412,7 +444,38 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       const timer = setTimeout(() => server.closeAllConnections(), graceMs)
       await closed
       clearTimeout(timer)
+      await monitor?.leave()
       await core.close()
+    },
+  }
+}
+
+/**
+ * A replica's entry into its fleet, before it serves: refused with a
+ * `ConfigError` when the live replicas sign with another key or have other
+ * mirrors; then its record is kept fresh and the fleet is read for /status.
+ * Undefined for a proxy on its own.
+ */
+async function joinFleet(core: ProxyCore, version: string): Promise<(FleetMonitor & Pick<ReplicaRegistry, 'mirrorsChanged'> & { leave(): Promise<void> }) | undefined> {
+  const { replica, fleetLeases, config, log } = core
+  if (replica === undefined || fleetLeases === undefined) return undefined
+  const registry = createReplicaRegistry({ replica, signingKeyFingerprint: core.signingKey.fingerprint, mirrors: config.mirrors, version, source: config.source, log })
+  await registry.join()
+  const monitor = createFleetMonitor({
+    replica,
+    registry,
+    leases: fleetLeases,
+    records: replica.records,
+    mirrorNames: () => core.mirrors.map((mirror) => mirror.config.name),
+    everyMs: replica.leaseTtlMs / 3,
+  })
+  monitor.start()
+  return {
+    ...monitor,
+    mirrorsChanged: (mirrors) => registry.mirrorsChanged(mirrors),
+    async leave() {
+      await monitor.stop()
+      await registry.leave()
     },
   }
 }

@@ -117,6 +117,17 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
   gauge('sstream_proxy_prefetch_planned_files', 'Files the current or last prefetch pass set out to fetch.', mirror, perMirror((m) => m.prefetch.filesTotal))
   gauge('sstream_proxy_prefetch_done_bytes', 'Bytes the current or last prefetch pass has fetched or found cached.', mirror, perMirror((m) => m.prefetch.bytesDone))
   gauge('sstream_proxy_prefetch_planned_bytes', 'Bytes the current or last prefetch pass set out to fetch.', mirror, perMirror((m) => m.prefetch.bytesTotal))
+  // A replica of a fleet only: without `fleet` these have no series.
+  const fleet = (pick: (fleet: NonNullable<StatusReport['fleet']>) => number | ReadonlyArray<{ labels: Labels; value: number | null }>) => (r: Reading) =>
+    r.report.fleet === undefined ? [] : pick(r.report.fleet)
+  gauge('sstream_proxy_fleet_replicas', 'Live replicas of the fleet, this one included, as last read from the bucket.', [], fleet((f) => f.replicas.length))
+  gauge('sstream_proxy_fleet_replicas_disagreeing', 'Live replicas that sign with another key or have other mirrors than this one (see /status).', [], fleet((f) => f.replicas.filter((replica) => replica.disagrees !== null).length))
+  gauge('sstream_proxy_fleet_prefetch_lease_held', '1 while this replica holds the mirror\'s prefetch lease (runs its pass for the fleet).', mirror, fleet((f) =>
+    f.leases.flatMap((lease) => (lease.mirror === null ? [] : [{ labels: { mirror: lease.mirror }, value: Number(lease.heldHere) }])),
+  ))
+  gauge('sstream_proxy_fleet_gc_lease_held', '1 while this replica holds the fleet\'s garbage collection lease.', [], fleet((f) => Number(f.leases.some((lease) => lease.name === 'gc' && lease.heldHere))))
+  gauge('sstream_proxy_fleet_fills', 'Files being fetched from upstream fleet-wide (live fill claims in the bucket).', [], fleet((f) => f.fills.length))
+  gauge('sstream_proxy_fleet_read_error', '1 while the last read of the fleet\'s records in the bucket failed.', [], fleet((f) => Number(f.error !== null)))
   gauge('sstream_proxy_prefetch_last_success_timestamp_seconds', 'When the last prefetch pass that ended ok finished (absent when none of the last passes did).', mirror, perMirror((m) => lastSuccess(m.prefetch)))
 
   const scraped = Registry.merge([processMetrics(), registry])

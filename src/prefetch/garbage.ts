@@ -15,9 +15,16 @@ export interface MirrorPublication {
   publication: Publication | undefined
 }
 
+/** A file garbage collection removes: a row of the index, or in a fleet an object of the bucket this replica may never have stored (no path then). */
+export interface GarbageFile {
+  sha256: string
+  size: number
+  path: string | null
+}
+
 export interface GarbageReport {
   /** The files removed, or with `dryRun` those that would be. */
-  files: StoredFile[]
+  files: GarbageFile[]
   bytes: number
 }
 
@@ -26,18 +33,28 @@ export class GcRefusedError extends Error {
   override name = 'GcRefusedError'
 }
 
-export function findGarbage(store: Store, mirrors: readonly MirrorPublication[]): StoredFile[] {
+/** The sha256 of every file a mirror publishes; throws `GcRefusedError` when a mirror has no metadata. */
+export function referencedFiles(mirrors: readonly MirrorPublication[]): Set<string> {
   const referenced = new Set<string>()
   for (const { name, publication } of mirrors) {
     if (publication === undefined) throw new GcRefusedError(`mirror ${name} has no metadata yet: not collecting, its files are unknown`)
     for (const file of publication.files.values()) referenced.add(file.sha256)
   }
+  return referenced
+}
+
+export function findGarbage(store: Store, mirrors: readonly MirrorPublication[]): StoredFile[] {
+  const referenced = referencedFiles(mirrors)
   // A file with a running fill has no row yet; a row being replaced by one is skipped too.
   return store.index.all().filter((file) => !referenced.has(file.sha256) && store.fills.get(file.sha256) === undefined)
 }
 
 export async function collectGarbage(store: Store, mirrors: readonly MirrorPublication[], options: { dryRun?: boolean } = {}): Promise<GarbageReport> {
-  const files = findGarbage(store, mirrors)
+  return removeGarbage(store, findGarbage(store, mirrors), options)
+}
+
+/** Removes `files` from the index and the store (with `dryRun`, nothing) and reports them. */
+export async function removeGarbage(store: Store, files: GarbageFile[], options: { dryRun?: boolean } = {}): Promise<GarbageReport> {
   if (options.dryRun !== true) {
     for (const file of files) {
       // The row goes first so no new reader finds the file. A client already

@@ -6,6 +6,13 @@
  * a second request joins the running pass, and across processes sharing the
  * `dataDir` a lease in the database lets only one run.
  *
+ * In a fleet (`fleet`), the lease is in the bucket, and the schedule keeps to
+ * one pass per mirror per interval across the fleet: every replica looks
+ * every `checkEveryMs` whether a pass is due (none of the selection it serves
+ * finished within the interval, by the fleet's record of passes), and the
+ * replica that gets the lease runs it; the others skip. Garbage collection
+ * then takes the fleet's `gc` lease and looks at the whole bucket.
+ *
  * With `prefetch.windows`, the schedule keeps to them: outside every window
  * no scheduled pass starts (one that was due runs when a window opens) and a
  * running pass pauses, starting no file and holding its transfers through the
@@ -22,7 +29,10 @@ import type { Store } from '../store/store.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
 import { isWithinWindows } from './windows.js'
 import { collectGarbage, GcRefusedError, type GarbageReport } from './garbage.js'
-import { createLeases } from '../store/lease.js'
+import { asyncLeases, createLeases, type AsyncLeases } from '../store/lease.js'
+import type { RecordStore } from '../store/s3-records.js'
+import { collectFleetGarbage } from '../fleet/fleet-garbage.js'
+import { passDue, type FleetPasses } from '../fleet/fleet-passes.js'
 import { createPassHistory, type PassCounts, type PassRecord } from './pass-history.js'
 import { startPass, type PassEnd, type PrefetchPass } from './pass.js'
 
@@ -41,6 +51,22 @@ export interface PrefetcherOptions {
   now?: () => Date
   /** How often the schedule looks whether a window opened or closed; default 30 s. */
   windowCheckMs?: number
+  /** Set for a replica of a fleet: leases, pass records and garbage in the shared bucket. */
+  fleet?: PrefetchFleet
+}
+
+export interface PrefetchFleet {
+  replica: { id: string; advertise: string }
+  leases: AsyncLeases
+  passes: FleetPasses
+  /** The bucket's records, where garbage collection finds the fills running fleet-wide. */
+  records: RecordStore
+  /**
+   * How often the schedule looks whether a pass is due fleet-wide, instead of
+   * once per interval: well under the lease period, so that the pass of a
+   * replica that died is taken on about one lease period later.
+   */
+  checkEveryMs: number
 }
 
 export interface PassOutcome {
@@ -57,6 +83,8 @@ export interface RunOptions {
   gc?: boolean
   /** Called once the pass knows its files, to follow its progress. */
   onPass?: (pass: PrefetchPass) => void
+  /** In a fleet, run only when a pass is due fleet-wide (the schedule's passes); a pass run by hand always runs. */
+  whenDue?: boolean
 }
 
 export interface StartOptions {
@@ -110,8 +138,10 @@ const HISTORY_SHOWN = 5
 const WINDOW_CHECK_MS = 30_000
 
 export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
-  const { store, settings, log } = options
-  const leases = createLeases(store.db, { ttlMs: options.leaseTtlMs, onError: (message) => log.warn('prefetch lease', { error: message }) })
+  const { store, settings, log, fleet } = options
+  const leases = fleet?.leases ?? asyncLeases(createLeases(store.db, { ttlMs: options.leaseTtlMs, onError: (message) => log.warn('prefetch lease', { error: message }) }))
+  /** The holder last logged as running each mirror's pass, so a long pass elsewhere is logged once, not at every check. */
+  const skippedFor = new Map<string, string | undefined>()
   const history = createPassHistory(store.db)
   const running = new Map<string, Running>()
   const rerun = new Set<string>()
@@ -163,18 +193,36 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
   async function pass(mirror: Mirror, state: Running, runOptions: RunOptions): Promise<PassOutcome> {
     const name = mirror.config.name
     const empty: PassCounts = { filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0, errors: [] }
-    const lease = leases.tryAcquire(`prefetch:${name}`)
+    const skipped: PassOutcome = { mirror: name, result: 'skipped', counts: empty }
+    const checkDue = fleet !== undefined && runOptions.whenDue === true
+    const leaseName = `prefetch:${name}`
+    const lease = await leases.tryAcquire(leaseName)
     if (lease === undefined) {
-      log.info('prefetch skipped: another process is running a pass', { mirror: name, holder: leases.holder(`prefetch:${name}`)?.owner })
-      return { mirror: name, result: 'skipped', counts: empty }
+      const holder = await leases.holder(leaseName).catch(() => undefined)
+      const who = holder?.advertise ?? holder?.owner
+      if (fleet === undefined || skippedFor.get(name) !== who || who === undefined) {
+        log.info(fleet === undefined ? 'prefetch skipped: another process is running a pass' : 'prefetch skipped: another replica is running a pass', { mirror: name, holder: who })
+      }
+      skippedFor.set(name, who)
+      return skipped
     }
+    skippedFor.delete(name)
     try {
       const startedAt = Date.now()
-      const id = history.start(name, startedAt)
-      log.info('prefetch started', { mirror: name })
+      let id = 0
+      const begin = () => {
+        id = history.start(name, startedAt)
+        log.info('prefetch started', { mirror: name })
+      }
+      if (!checkDue) begin()
       state.refreshing = true
       const publication = await mirror.refresh()
       state.refreshing = false
+      if (checkDue) {
+        // Another replica may have finished a pass of this selection while we took the lease.
+        if (!(await dueFleetWide(mirror, publication?.selectionDigest ?? null))) return skipped
+        begin()
+      }
       let outcome: PassOutcome
       if (publication === undefined) {
         const reason = mirror.metadataStatus().metadataError ?? 'no metadata'
@@ -196,16 +244,38 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
         const { result, counts } = await current.done
         outcome = { mirror: name, result, counts }
       }
-      history.finish(id, outcome.result as PassEnd, outcome.counts, Date.now())
+      const finishedAt = Date.now()
+      history.finish(id, outcome.result as PassEnd, outcome.counts, finishedAt)
+      // Abandoned by a stop (shutdown, reload): the pass is owed still, by whoever runs next.
+      if (fleet !== undefined && !stopping.signal.aborted) {
+        await fleet.passes
+          .record(name, {
+            replica: fleet.replica.id,
+            advertise: fleet.replica.advertise,
+            startedAt: new Date(startedAt).toISOString(),
+            finishedAt: new Date(finishedAt).toISOString(),
+            result: outcome.result,
+            selectionDigest: publication?.selectionDigest ?? null,
+          })
+          .catch((error: Error) => log.warn('prefetch pass not recorded for the fleet', { mirror: name, error: error.message }))
+      }
       const { filesDone, filesTotal, bytesDone, errors } = outcome.counts
       const fields = { mirror: name, result: outcome.result, filesDone, filesTotal, bytesDone, errors: errors.length, seconds: Math.round((Date.now() - startedAt) / 1000) }
       if (outcome.result === 'ok') log.info('prefetch finished', fields)
       else log.warn('prefetch finished', { ...fields, firstError: errors[0] })
-      if (outcome.result === 'ok' && runOptions.gc !== false) outcome.garbage = await collect()
+      if (outcome.result === 'ok' && runOptions.gc !== false) {
+        if (lease.held) outcome.garbage = await collect()
+        else log.warn('garbage collection skipped: the prefetch lease was lost during the pass', { mirror: name })
+      }
       return outcome
     } finally {
-      lease.release()
+      await lease.release()
     }
+  }
+
+  /** Whether the fleet owes a pass of the mirror's selection `digest`: none of it finished within the interval. */
+  async function dueFleetWide(mirror: Mirror, digest: string | null): Promise<boolean> {
+    return passDue(await fleet?.passes.last(mirror.config.name), digest, settings.interval * 1000, Date.now())
   }
 
   /** Collects across every mirror; a mirror without metadata stops it (its files are unknown). */
@@ -213,14 +283,21 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     // A file stored just now may have completed a version: count the publication that shows it.
     await Promise.all(options.mirrors.map((mirror) => mirror.republished()))
     const publications = options.mirrors.map((mirror) => ({ name: mirror.config.name, publication: mirror.current() as Publication | undefined }))
+    const lease = fleet && (await fleet.leases.tryAcquire('gc'))
+    if (fleet !== undefined && lease === undefined) {
+      log.info('garbage collection skipped: another replica is collecting')
+      return undefined
+    }
     try {
-      const report = await collectGarbage(store, publications)
+      const report = fleet === undefined ? await collectGarbage(store, publications) : await collectFleetGarbage(store, publications, fleet.records)
       if (report.files.length > 0) log.info('garbage collected', { files: report.files.length, bytes: report.bytes })
       return report
     } catch (error) {
       if (!(error instanceof GcRefusedError)) throw error
       log.warn('garbage collection skipped', { reason: error.message })
       return undefined
+    } finally {
+      await lease?.release()
     }
   }
 
@@ -243,7 +320,14 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
       deferred.add(name)
       return Promise.resolve()
     }
-    return run(name).catch((error: Error) => log.error('prefetch failed', { mirror: name, error: error.message }))
+    const failed = (error: Error) => log.error('prefetch failed', { mirror: name, error: error.message })
+    if (fleet === undefined) return run(name).catch(failed)
+    // A fleet's schedule looks often; not due is its common answer, and it
+    // starts no pass (asked again under the lease, after the metadata refresh).
+    const mirror = mirrorNamed(name)
+    return dueFleetWide(mirror, mirror.current()?.selectionDigest ?? null)
+      .then((due) => (due ? run(name, { whenDue: true }) : undefined))
+      .catch(failed)
   }
 
   return {
@@ -272,9 +356,12 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
         listeners.set(mirror, onChange)
       }
       if (settings.interval > 0) {
-        timer = setInterval(() => {
-          for (const mirror of options.mirrors) void scheduled(mirror.config.name)
-        }, settings.interval * 1000)
+        timer = setInterval(
+          () => {
+            for (const mirror of options.mirrors) void scheduled(mirror.config.name)
+          },
+          Math.min(settings.interval * 1000, fleet?.checkEveryMs ?? Infinity),
+        )
         timer.unref()
       }
       const resume = new Set(startOptions.resume)

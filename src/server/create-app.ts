@@ -49,6 +49,7 @@ export interface AppDeps {
   bandwidth?: StatusDeps['bandwidth']
   /** The read buffers every file download shares, under `limits.readBufferMemory`. */
   readBuffers: BufferPool
+  fleet?: StatusDeps['fleet']
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
 }

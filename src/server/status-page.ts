@@ -125,6 +125,7 @@ function renderReport(report: StatusReport, versions: StatusPageInput['versions'
   </dl>
   ${renderBandwidth(report.bandwidth)}
 </section>
+${report.fleet === undefined ? '' : renderFleet(report.fleet, now)}
 ${report.mirrors.map((mirror) => renderMirror(mirror, versions(mirror.name), now)).join('\n')}
 </main>`
 }
@@ -139,6 +140,56 @@ function renderBandwidth(bandwidth: StatusReport['bandwidth']): string {
     parts.push(`prefetch windows ${esc(bandwidth.prefetchWindows.join(', '))} (${state})`)
   }
   return parts.length === 0 ? '' : `<p class="small" id="bandwidth">Bandwidth: ${parts.join(' · ')}.</p>`
+}
+
+type FleetReport = NonNullable<StatusReport['fleet']>
+
+/** This replica, the live ones (a disagreeing one in red), who holds each lease, and the fills running fleet-wide. */
+function renderFleet(fleet: FleetReport, now: number): string {
+  const replicas = fleet.replicas.map((replica) => {
+    const state = replica.self ? ['ok', 'this replica'] : replica.disagrees === null ? ['ok', 'agrees'] : ['bad', 'disagrees']
+    return `<tr data-replica="${esc(replica.id)}">
+      <td><a href="${esc(replica.advertise)}status">${esc(replica.advertise)}</a><br><code class="product">${esc(replica.id)}</code></td>
+      <td>${esc(ago(replica.startedAt, now))}</td>
+      <td>${esc(replica.version)}</td>
+      <td><span class="badge ${state[0]}">${esc(state[1] as string)}</span>${replica.disagrees === null ? '' : `<br><span class="small">${esc(replica.disagrees)}</span>`}</td>
+    </tr>`
+  })
+  const leases = fleet.leases.map(
+    (lease) => `<tr data-lease="${esc(lease.name)}">
+      <td>${lease.mirror === null ? 'garbage collection' : `prefetch of <code>${esc(lease.mirror)}</code>`}</td>
+      <td>${lease.holderAdvertise === null ? '<span class="small">nobody</span>' : `${esc(lease.holderAdvertise)}${lease.heldHere ? ' <span class="badge busy">this replica</span>' : ''}`}</td>
+    </tr>`,
+  )
+  const fills = fleet.fills.map(
+    (fill) => `<tr data-sha256="${esc(fill.sha256)}">
+      <td><code>${esc(fill.path)}</code></td>
+      <td class="num">${esc(bytes(fill.size))}</td>
+      <td>${esc(fill.owner)}</td>
+      <td>${fill.since === null ? '' : esc(ago(fill.since, now))}</td>
+    </tr>`,
+  )
+  const disagreeing = fleet.replicas.filter((replica) => replica.disagrees !== null).length
+  return `<section class="card" id="fleet">
+  <h2>Fleet <span class="badge ${disagreeing > 0 ? 'bad' : 'ok'}">${fleet.replicas.length} replica${fleet.replicas.length === 1 ? '' : 's'}${disagreeing > 0 ? `, ${disagreeing} disagreeing` : ''}</span></h2>
+  <p class="paths">This replica: <code>${esc(fleet.replica.advertise)}</code> <code class="product">${esc(fleet.replica.id)}</code>${fleet.checkedAt === null ? '' : ` · bucket read ${esc(ago(fleet.checkedAt, now))}`}</p>
+  ${fleet.error === null ? '' : `<p class="error"><strong>Cannot read the fleet's records:</strong> ${esc(fleet.error)}</p>`}
+  <div class="scroll"><table class="replicas">
+    <caption>Live replicas</caption>
+    <thead><tr><th>replica</th><th>started</th><th>version</th><th>state</th></tr></thead>
+    <tbody>${replicas.join('')}</tbody>
+  </table></div>
+  <div class="scroll"><table class="leases">
+    <caption>Leases</caption>
+    <thead><tr><th>for</th><th>held by</th></tr></thead>
+    <tbody>${leases.join('')}</tbody>
+  </table></div>
+  ${fills.length === 0 ? '<p class="small">No fill running in the fleet.</p>' : `<div class="scroll"><table class="fills">
+    <caption>Fills running fleet-wide</caption>
+    <thead><tr><th>path</th><th class="num">size</th><th>filled by</th><th>since</th></tr></thead>
+    <tbody>${fills.join('')}</tbody>
+  </table></div>`}
+</section>`
 }
 
 type MirrorReport = StatusReport['mirrors'][number]

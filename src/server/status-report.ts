@@ -8,6 +8,7 @@ import type { Publication } from '../mirror/publication.js'
 import { describeMaasProblem } from '../streams/maas-compatibility.js'
 import type { BufferPool } from '../store/buffer-pool.js'
 import type { Store } from '../store/store.js'
+import type { FleetStatus } from '../fleet/fleet-monitor.js'
 import type { Traffic } from './traffic.js'
 import type { UpstreamHealth } from '../upstream/upstream-source.js'
 
@@ -62,6 +63,8 @@ export interface StatusDeps {
   bandwidth?: () => BandwidthStatus
   /** The file downloads' read buffers. */
   readBuffers: Pick<BufferPool, 'stats'>
+  /** This replica and the fleet, for a replica of one; the report has no `fleet` otherwise. */
+  fleet?: () => FleetStatus
 }
 
 export const IDLE_PREFETCH: PrefetchStatus = {
@@ -110,6 +113,7 @@ export function buildStatusReport(deps: StatusDeps) {
     bandwidth: deps.bandwidth?.() ?? UNLIMITED_BANDWIDTH,
     store: store.status(),
     memory: memoryStatus(deps.readBuffers),
+    ...(deps.fleet && { fleet: deps.fleet() }),
     mirrors,
   }
 }

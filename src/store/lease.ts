@@ -34,6 +34,47 @@ export interface Leases {
   holder(name: string): LeaseHolder | undefined
 }
 
+/**
+ * A lease whose taking and giving up wait on a store (the bucket of a fleet):
+ * what the prefetcher and garbage collection hold. The database's leases are
+ * one through `asyncLeases`.
+ */
+export interface AsyncLease {
+  readonly name: string
+  /** False once released, lost to a takeover, or expired without a renewal. */
+  readonly held: boolean
+  /** Gives the lease up; never throws, as a lease that could not be given up lapses by itself. */
+  release(): Promise<void>
+}
+
+export interface AsyncLeaseHolder extends LeaseHolder {
+  /** Where the holding replica is reached, for /status; absent for a process sharing `dataDir`. */
+  advertise?: string
+}
+
+export interface AsyncLeases {
+  tryAcquire(name: string): Promise<AsyncLease | undefined>
+  holder(name: string): Promise<AsyncLeaseHolder | undefined>
+}
+
+/** The database's leases seen through the asynchronous interface. */
+export function asyncLeases(leases: Leases): AsyncLeases {
+  return {
+    async tryAcquire(name) {
+      const lease = leases.tryAcquire(name)
+      if (lease === undefined) return undefined
+      return {
+        name,
+        get held() {
+          return lease.held
+        },
+        release: async () => lease.release(),
+      }
+    },
+    holder: async (name) => leases.holder(name),
+  }
+}
+
 export interface LeaseOptions {
   ttlMs?: number
   now?: () => number

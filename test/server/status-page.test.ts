@@ -105,6 +105,34 @@ describe('renderStatusPage', () => {
     assert.match(html, /upstream unreachable/)
   })
 
+  test('a replica of a fleet shows the fleet: replicas (a disagreeing one named), lease holders and fills, escaped', () => {
+    const fleet = {
+      replica: { id: 'r-1', advertise: 'http://10.0.0.1:8080/' },
+      replicas: [
+        { id: 'r-1', advertise: 'http://10.0.0.1:8080/', startedAt: '2026-01-01T00:00:00.000Z', version: '1.0.0', self: true, disagrees: null },
+        { id: 'r-2', advertise: 'http://10.0.0.2:8080/"><script>x</script>', startedAt: '2026-01-01T00:00:00.000Z', version: '1.0.0', self: false, disagrees: 'signingKey: replica r-2 signs with key <B>' },
+      ],
+      leases: [
+        { name: 'prefetch:stable', mirror: 'stable', holder: 'r-2', holderAdvertise: 'http://10.0.0.2:8080/', heldHere: false, expiresAt: '2026-01-01T00:00:30.000Z' },
+        { name: 'gc', mirror: null, holder: 'r-1', holderAdvertise: 'http://10.0.0.1:8080/', heldHere: true, expiresAt: '2026-01-01T00:00:30.000Z' },
+      ],
+      fills: [{ sha256: 'a'.repeat(64), path: 'noble/<i>/squashfs', size: 4096, owner: 'http://10.0.0.2:8080/', since: '2026-01-01T00:00:00.000Z' }],
+      checkedAt: '2026-01-01T00:00:00.000Z',
+      error: 'cannot list <fills>',
+    }
+    const html = renderStatusPage({ report: { ...report('stable', 'none'), fleet }, versions: () => [], now: Date.parse('2026-01-01T00:01:00.000Z') })
+    assert.ok(!html.includes('<script>x'), 'no injected script element')
+    assert.match(html, /<section class="card" id="fleet">/)
+    assert.match(html, /<span class="badge bad">2 replicas, 1 disagreeing<\/span>/)
+    assert.match(html, /<tr data-replica="r-2">[\s\S]*?<span class="badge bad">disagrees<\/span><br><span class="small">signingKey: replica r-2 signs with key &lt;B&gt;<\/span>/)
+    assert.match(html, /<tr data-lease="prefetch:stable">[\s\S]*?http:\/\/10\.0\.0\.2:8080\/<\/td>/)
+    assert.match(html, /<tr data-lease="gc">[\s\S]*?this replica/)
+    assert.match(html, /<code>noble\/&lt;i&gt;\/squashfs<\/code>/)
+    assert.match(html, /Cannot read the fleet's records:<\/strong> cannot list &lt;fills&gt;/)
+    // A proxy on its own has no fleet section.
+    assert.ok(!renderStatusPage({ report: report('stable', 'none'), versions: () => [] }).includes('id="fleet"'))
+  })
+
   test('says when the configuration in force was loaded', () => {
     const html = renderStatusPage({ report: report('stable', 'upstream down'), versions: () => [] })
     assert.match(html, /configuration loaded at <time datetime="2026-01-01T00:00:00\.000Z">2026-01-01T00:00:00\.000Z<\/time>/)
