@@ -17,7 +17,7 @@ import { openDatabase, type SqliteDatabase } from './database.js'
 import { createFileIndex, type FileIndex } from './file-index.js'
 import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
-import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
+import { createFillCoordinator, type FillCoordinator, type FillEvents, type FillPlanner, type FillTarget } from './fill.js'
 import { createFilesystemStore } from './filesystem-store.js'
 import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth } from './object-store.js'
 import type { StoreConfig } from '../config/types.js'
@@ -33,6 +33,10 @@ export interface StoreOptions extends FillEvents {
   fillRetryBaseMs?: number
   /** Bandwidth budget the fills read upstream through. */
   budget?: RateBudget
+  /** Where each fill's bytes come from (a fleet's claims); default its upstream. */
+  plan?: FillPlanner
+  /** A file found in the store without a row (stored by another replica), now indexed. */
+  onAdopted?: (sha256: string) => void
   /** How often counted hits are written to the index. */
   hitFlushIntervalMs?: number
   /**
@@ -81,6 +85,13 @@ export interface Store {
    * `StoreUnavailableError` when the store cannot be reached.
    */
   openStored(sha256: string, start: number, end: number): Promise<RangeReader | undefined>
+  /**
+   * For a file the index does not have: whether an S3 store holds it at its
+   * size (another replica of a fleet, or another proxy on the bucket, stored
+   * it); if so its row is added. Always false for the filesystem store, and
+   * while the S3 store is down.
+   */
+  adoptStored(target: FillTarget): Promise<boolean>
   /** What the store last answered, for /status and /metrics. */
   status(): StoreStatus
   close(): Promise<void>
@@ -206,6 +217,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       const reader = await objects.openRange(sha256, start, end)
       if (reader === undefined) index.delete(sha256)
       return reader
+    },
+    async adoptStored(target) {
+      if (objects.type !== 's3' || objects.health().state === 'unavailable') return false
+      const size = await objects.head(target.sha256).catch(() => undefined)
+      if (size !== target.size) return false
+      index.put(target)
+      options.onAdopted?.(target.sha256)
+      return true
     },
     status: () => ({ type: objects.type, location: objects.location, ...objects.health() }),
     async close() {

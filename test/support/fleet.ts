@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { loadOrCreateSigningKey } from '../../src/streams/signing-key.js'
 import { startCephRgw, type CephRgw } from './ceph-rgw.js'
@@ -150,6 +151,12 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     }
     const start = async (replica: FleetReplica) => {
       replica.process = await startChildProxy(replica.configPath, 30_000, env)
+      // Listening comes before the first metadata is verified: tests time requests from a ready replica.
+      const index = `${replica.url}${MIRROR_PATH}streams/v1/index.sjson`
+      for (let tries = 0; (await fetch(index).then((answer) => answer.status, () => 0)) !== 200; tries++) {
+        if (tries > 100) throw new Error(`replica ${replica.index} serves no metadata: ${replica.process.output().stdout}`)
+        await sleep(100)
+      }
     }
     /** Keeps what a process printed once it has exited, so the log spans restarts. */
     const ended = (replica: FleetReplica, exit: Exit) => {
