@@ -107,12 +107,14 @@ export function createFillClaims(options: FillClaimsOptions): FillPlanner {
     }
     const storedSize = () => objects.head(target.sha256)
 
-    if ((await storedSize()) === target.size) return { stored: true, source: upstream, storedElsewhere: false, role: () => undefined, end }
-    const created = await records.create(name, newClaim())
-    if (created !== undefined) {
-      own(created)
-      return { stored: false, source: upstream, storedElsewhere: false, role: () => role, end }
+    // Both at once, one round trip: a fill another replica committed a moment ago is stored, not claimed.
+    const [size, created] = await Promise.all([storedSize(), records.create(name, newClaim())])
+    if (created !== undefined) own(created)
+    if (size === target.size) {
+      await end()
+      return { stored: true, source: upstream, storedElsewhere: false, role: () => undefined, end }
     }
+    if (created !== undefined) return { stored: false, source: upstream, storedElsewhere: false, role: () => role, end }
 
     let followed = false
     /** The bytes from `offset`, from the owner while it lives, else from the bucket or, owning the claim now, from upstream. */
@@ -155,8 +157,8 @@ export function createFillClaims(options: FillClaimsOptions): FillPlanner {
         await sleep(pollMs, undefined, { signal })
       }
     }
-    const claim = await records.read<FillClaim>(name)
-    role = { role: 'follower', owner: claim?.value.advertise ?? '' }
+    // The owner is named once the claim is read, when the source is first called.
+    role = { role: 'follower', owner: '' }
     return { stored: false, source: follow, storedElsewhere: true, role: () => role, end }
   }
 }

@@ -66,6 +66,20 @@ describe('a fleet of 3 replicas on one bucket', () => {
     assert.equal(fleet.upstream.requestCount(item.path), 0)
   })
 
+  test('a file stored by one replica is a hit on the others, without an upstream transfer', async () => {
+    const item = newestItem(fleet.tree, 'boot-kernel')
+    const first = await rawRequest(fleet.replicas[0]?.url as string, `/maas/images/ephemeral-v3/stable/${item.path}`)
+    assert.equal(sha256(first.body), item.sha256)
+    await storedInBucket(item)
+    for (const index of [1, 2]) {
+      const answer = await rawRequest(fleet.replicas[index]?.url as string, `/maas/images/ephemeral-v3/stable/${item.path}`)
+      assert.equal(answer.status, 200)
+      assert.equal(answer.headers['x-cache'], 'HIT', `replica ${index}`)
+      assert.equal(sha256(answer.body), item.sha256)
+    }
+    assert.equal(fleet.upstream.requestCount(item.path), 1)
+  })
+
   test('20 clients on one cold file, round-robin over the replicas: one upstream transfer, verified bytes, first byte within 1 s', async () => {
     const item = newestItem(fleet.tree, 'squashfs')
     // About 2 s for the whole file: the clients arrive while it is being fetched.
@@ -86,20 +100,6 @@ describe('a fleet of 3 replicas on one bucket', () => {
     await storedInBucket(item)
     const stored = (await fleet.storedObjects()).filter((object) => object.name === item.sha256)
     assert.deepEqual(stored, [{ name: item.sha256, size: item.size, sha256: item.sha256 }])
-  })
-
-  test('a file stored by one replica is a hit on the others, without an upstream transfer', async () => {
-    const item = newestItem(fleet.tree, 'boot-kernel')
-    const first = await rawRequest(fleet.replicas[0]?.url as string, `/maas/images/ephemeral-v3/stable/${item.path}`)
-    assert.equal(sha256(first.body), item.sha256)
-    await storedInBucket(item)
-    for (const index of [1, 2]) {
-      const answer = await rawRequest(fleet.replicas[index]?.url as string, `/maas/images/ephemeral-v3/stable/${item.path}`)
-      assert.equal(answer.status, 200)
-      assert.equal(answer.headers['x-cache'], 'HIT', `replica ${index}`)
-      assert.equal(sha256(answer.body), item.sha256)
-    }
-    assert.equal(fleet.upstream.requestCount(item.path), 1)
   })
 
   test('kill -9 of the owner while 10 clients read: clients elsewhere finish, broken ones retry on a live replica, one resumed transfer, no bad object', async () => {
@@ -137,6 +137,10 @@ describe('a fleet of 3 replicas on one bucket', () => {
     const ranges = fleet.upstream.rangeRequests(item.path)
     assert.ok(fleet.upstream.requestCount(item.path) - requestsBeforeKill <= 1, `upstream transfers after the kill: ${fleet.upstream.requestCount(item.path) - requestsBeforeKill}`)
     console.log(`after the kill: ${fleet.upstream.requestCount(item.path) - requestsBeforeKill} upstream transfer(s), ranges ${JSON.stringify(ranges)}, ${fleet.upstream.bytesSent(item.path)} bytes sent for ${item.size}`)
+    // The one transfer after the kill resumed where the replica taking over had got to.
+    assert.ok(ranges.length <= 1 && ranges.every((range) => /^bytes=[1-9]\d*-$/.test(range)), `Range requests: ${JSON.stringify(ranges)}`)
+    const takeovers = (await Promise.all([1, 2].map((index) => metric(index, 'sstream_proxy_fleet_takeovers_total')))).reduce((a, b) => a + b)
+    assert.equal(takeovers, ranges.length)
     await storedInBucket(item)
     for (const object of await fleet.storedObjects()) assert.equal(object.sha256, object.name, `object ${object.name} holds other bytes`)
     await fleet.restart(0)
