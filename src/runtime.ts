@@ -105,6 +105,7 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   let planFill: FillPlanner | undefined
   const store = await openStore({
     plan: config.fleet && ((target, upstream, signal) => (planFill as FillPlanner)(target, upstream, signal)),
+    relist: config.fleet !== undefined,
     dataDir: config.dataDir,
     budget,
     backend: config.store,

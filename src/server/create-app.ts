@@ -19,7 +19,7 @@ import type { Mirror } from '../mirror/mirror.js'
 import type { ServedDocument } from '../mirror/publication.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import type { Store } from '../store/store.js'
-import { VerificationError } from '../store/fill.js'
+import { VerificationError, type Fill } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
 import { fillRange, rangeStream, sendRange, storedRange, type RangeSource } from '../store/range-source.js'
@@ -232,7 +232,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     let source: RangeSource | undefined
     if (fill !== undefined) {
       size = fill.target.size
-      if (from <= size) source = fillRange(fill, store.objects, from, size - 1)
+      if (from < size) source = untilCommitted(fill, fillRange(fill, store.objects, from, size - 1))
     } else {
       size = store.index.get(sha256)?.size ?? 0
       const reader = size > 0 && from < size ? await store.openStored(sha256, from, size - 1).catch(() => undefined) : undefined
@@ -260,6 +260,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
       stallMs: deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS,
     })
     return RESPONSE_ALREADY_SENT
+  }
+
+  /**
+   * A fill's range as a follower gets it: the last byte only once the fill has
+   * committed, not merely verified. The follower, holding the whole file, then
+   * finds the object in the bucket and does not upload it a second time.
+   */
+  function untilCommitted(fill: Fill, range: RangeSource): RangeSource {
+    return {
+      ...range,
+      available: () => (fill.state === 'committed' ? range.available() : Math.min(range.available(), range.end)),
+      final: () => fill.state === 'committed',
+    }
   }
 
   /** Sends a metadata document, straight into Node's response when there is one. */

@@ -19,7 +19,7 @@ import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents, type FillPlanner, type FillTarget } from './fill.js'
 import { createFilesystemStore } from './filesystem-store.js'
-import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth } from './object-store.js'
+import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth, type StoredObject } from './object-store.js'
 import type { StoreConfig } from '../config/types.js'
 
 export interface StoreOptions extends FillEvents {
@@ -37,6 +37,12 @@ export interface StoreOptions extends FillEvents {
   plan?: FillPlanner
   /** A file found in the store without a row (stored by another replica), now indexed. */
   onAdopted?: (sha256: string) => void
+  /**
+   * List the store again at every check (`storeCheckIntervalMs`), adopting
+   * objects other replicas of a fleet stored and dropping rows of objects they
+   * removed, so that the index (and `publish: "cached"`) follows the bucket.
+   */
+  relist?: boolean
   /** How often counted hits are written to the index. */
   hitFlushIntervalMs?: number
   /**
@@ -192,6 +198,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
           reportError(`store at ${objects.location} answers again: index reconciled (${report.files} files, ${report.droppedRows} rows dropped, ${report.adoptedFiles} adopted)`)
         } else if (objects.health().state === 'unavailable') {
           await objects.head('0'.repeat(64))
+        } else if (options.relist === true) {
+          for (const sha256 of await relist(index, objects, db)) options.onAdopted?.(sha256)
         }
         if (Date.now() - lastMaintenance >= MAINTENANCE_INTERVAL_MS) {
           lastMaintenance = Date.now()
@@ -281,9 +289,23 @@ export function holderAlive(owner: string | undefined): boolean {
 async function reconcile(index: FileIndex, objects: ObjectStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<Omit<StartupReport, 'abortedUploads'>> {
   const listedAt = Date.now()
   const { removedTemp, discardedFiles, objects: stored } = await objects.recover({ isLive, indexed: (sha256) => index.get(sha256) !== undefined })
+  const { droppedRows, adopted } = followListing(index, db, stored, listedAt)
+  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles: adopted.length, discardedFiles }
+}
+
+/** Lists the store again (a fleet's replicas store and remove objects): the objects adopted. */
+async function relist(index: FileIndex, objects: ObjectStore, db: SqliteDatabase): Promise<string[]> {
+  const listedAt = Date.now()
+  const stored: StoredObject[] = []
+  for await (const object of objects.list()) stored.push(object)
+  return followListing(index, db, stored, listedAt).adopted
+}
+
+/** Makes the index hold what a listing started at `listedAt` found: rows of objects gone are dropped, objects without a row adopted. */
+function followListing(index: FileIndex, db: SqliteDatabase, stored: StoredObject[], listedAt: number): { droppedRows: number; adopted: string[] } {
   const inStore = new Map(stored.map((object) => [object.sha256, object.size]))
   let droppedRows = 0
-  let adoptedFiles = 0
+  const adopted: string[] = []
   db.transaction(() => {
     for (const row of index.all()) {
       // A fill committed while the listing ran (a late reconcile) is kept.
@@ -295,8 +317,8 @@ async function reconcile(index: FileIndex, objects: ObjectStore, db: SqliteDatab
     for (const [sha256, size] of inStore) {
       if (index.get(sha256) !== undefined) continue
       index.put({ sha256, size, path: `(recovered) ${sha256}` })
-      adoptedFiles++
+      adopted.push(sha256)
     }
   })()
-  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles, discardedFiles }
+  return { droppedRows, adopted }
 }
