@@ -259,7 +259,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           const retryable = error instanceof UpstreamError && error.retryable && fill.abortReason === undefined
           // A replica passing its fill on that broke after some bytes (it died) costs no
           // attempt: the source waits, bounded, for the claim to be taken over.
-          if (retryable && from === 'peer' && fill.written > startedAt) attempt--
+                    if (retryable && from === 'peer' && fill.written > startedAt) attempt--
           if (!retryable || attempt >= attempts) throw error
           await sleep(backoffMs(attempt, retryBaseMs), undefined, { signal: fill.aborter.signal })
         }
