@@ -42,10 +42,10 @@ RUN mkdir -p /etc/sstream-proxy /var/lib/sstream-proxy \
 USER node
 VOLUME ["/var/lib/sstream-proxy"]
 EXPOSE 8080
-# /status answers from memory: healthy while the server answers. A config.json
+# /health does no work and is not logged: healthy while the server answers. A config.json
 # listening on another port than 8080 sets SSTREAM_PROXY_PORT to match.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.SSTREAM_PROXY_PORT || 8080) + '/status').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.SSTREAM_PROXY_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # serve stops cleanly on SIGTERM and lets transfers run up to 10 s: stop with
 # `docker stop -t 15` so they are not cut by SIGKILL.
 STOPSIGNAL SIGTERM

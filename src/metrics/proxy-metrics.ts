@@ -5,7 +5,8 @@
  * proxies in one process, as in tests, must not collide on the global one).
  * Nothing is counted on the request path for this: every metric's
  * `collect()` reads the same sources as `/status` at scrape time, once per
- * scrape, so the two never disagree. A new metric is one `gauge(...)` or
+ * scrape, so the two never disagree. Only latencies (upstream's, the
+ * store's) are observed as they happen, into histograms their owners keep. A new metric is one `gauge(...)` or
  * `counter(...)` line below, and one row in docs/operations.md.
  */
 
@@ -74,7 +75,7 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
 
   gauge('sstream_proxy_build_info', 'The running version, as a label; always 1.', ['version'], (r) => [{ labels: { version: r.report.version }, value: 1 }])
   gauge('sstream_proxy_start_time_seconds', 'When the proxy started, in seconds since the epoch.', [], () => deps.startedAt / 1000)
-  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, fleet, other) and status code.', ['route', 'status'], () =>
+  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, health, fleet, other) and status code.', ['route', 'status'], () =>
     [...deps.traffic.requests].sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => {
       const [route = '', status = ''] = key.split(' ')
       return { labels: { route, status }, value }
@@ -102,6 +103,8 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
   gauge('sstream_proxy_cache_bytes', 'Bytes in the cache.', [], (r) => r.report.cache.bytes)
   gauge('sstream_proxy_store_up', 'Whether the last request to the store (filesystem or S3) got an answer (absent before the first).', [], (r) => (r.report.store.state === 'unknown' ? [] : Number(r.report.store.state === 'ok')))
   counter('sstream_proxy_store_errors_total', 'Requests to the store that failed (unreachable, refused, 5xx); a missing object is not an error.', [], (r) => r.report.store.errors)
+  registry.registerMetric(deps.store.requestMetrics.requests)
+  registry.registerMetric(deps.store.requestMetrics.duration)
   gauge('sstream_proxy_upstream_up', 'Whether the last metadata check reached upstream (absent before the first check).', mirror, perMirror((m) => (m.upstreamReachable === null ? null : Number(m.upstreamReachable))))
   gauge('sstream_proxy_metadata_updated_timestamp_seconds', 'When the mirror last checked its metadata with upstream successfully.', mirror, perMirror((m) => isoSeconds(m.metadataUpdated)))
   gauge('sstream_proxy_metadata_error', '1 while the last metadata refresh of the mirror failed.', mirror, perMirror((m) => Number(m.metadataError !== null)))

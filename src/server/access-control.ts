@@ -60,7 +60,8 @@ export interface AccessControlOptions {
 }
 
 const STATUS_ROUTES = new Set(['/status', '/metrics'])
-const KEYRING_ROUTES = new Set(['/keyring.gpg', '/keyring.asc'])
+/** Open to both lists: MAAS and monitoring fetch the key; load balancers and monitoring check `/health`. */
+const EITHER_LIST_ROUTES = new Set(['/keyring.gpg', '/keyring.asc', '/health'])
 
 /**
  * The path as the router will see it, decoded: `/%73tatus` must be checked as
@@ -88,7 +89,7 @@ export function createAccessControl(options: AccessControlOptions) {
     const path = routedPath(request.url ?? '/')
     const admitted = STATUS_ROUTES.has(path)
       ? allowedStatus(address)
-      : KEYRING_ROUTES.has(path)
+      : EITHER_LIST_ROUTES.has(path)
         ? allowed(address) || allowedStatus(address)
         : allowed(address)
     if (admitted) return false

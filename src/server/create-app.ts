@@ -1,6 +1,7 @@
 /**
  * The HTTP interface of product.md as a hono app: mirrors under their paths,
- * the proxy's key, `/status` (JSON, or HTML for browsers) and `/metrics`.
+ * the proxy's key, `/status` (JSON, or HTML for browsers), `/metrics` and
+ * `/health`.
  * `createApp` only wires what it is given, so tests drive it with
  * `app.request(...)` and the composition root serves it. Under
  * @hono/node-server, file bodies are written straight into Node's response
@@ -120,6 +121,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.header('vary', 'accept')
     if (prefersHtml(c.req.header('accept'))) return c.html(statusPage({ ...deps }))
     return c.json(buildStatusReport({ ...deps }))
+  })
+  // For load balancers (contrib/haproxy): answers as long as this process
+  // serves HTTP, with no work behind it. The store is shared by every replica,
+  // so a store that is down is no reason to take this one out of rotation.
+  app.on(['GET', 'HEAD'], '/health', (c) => {
+    c.set('route', 'health')
+    return c.text('ok\n')
   })
   app.on(['GET', 'HEAD'], '/metrics', async (c) => {
     c.set('route', 'metrics')

@@ -17,6 +17,9 @@ export interface RequestRecord {
 
 export function recordRequest(traffic: Traffic, log: Logger, record: RequestRecord): void {
   countRequest(traffic, record.route, record.status)
+  // Each load balancer checks every replica every few seconds: counted, but a
+  // line each would drown the log.
+  if (record.route === 'health') return
   log.info('request', {
     method: record.method,
     path: record.path,

@@ -88,6 +88,16 @@ export interface StoreHealth {
   errors: number
 }
 
+/**
+ * How a request to the store ended: `ok`; `not_found` (an answer like any
+ * other); `refused`, any other 4xx (denied, a precondition such as
+ * `If-None-Match: *` that failed); `error`, a 5xx or no answer at all.
+ */
+export type StoreRequestOutcome = 'ok' | 'not_found' | 'refused' | 'error'
+
+/** Hears of each request a store sends (`operation` as the store's API names it, e.g. `GetObject`), for /metrics. */
+export type StoreRequestObserver = (operation: string, outcome: StoreRequestOutcome, seconds: number) => void
+
 export interface ObjectStore {
   readonly type: 'filesystem' | 's3'
   /** Where the objects live, for logs and /status: a folder, or `s3://bucket/prefix at endpoint`. */

@@ -35,7 +35,18 @@ import {
 import { createSpool, removeStaleSpools } from './spool.js'
 import { createS3Records } from './s3-records.js'
 import { createStreamReader } from './stream-reader.js'
-import { StoreAccessError, StoreUnavailableError, type ObjectStore, type ObjectWriter, type RangeReader, type StoreHealth, type StoredObject, type WriterOptions } from './object-store.js'
+import {
+  StoreAccessError,
+  StoreUnavailableError,
+  type ObjectStore,
+  type ObjectWriter,
+  type RangeReader,
+  type StoreHealth,
+  type StoredObject,
+  type WriterOptions,
+  type StoreRequestObserver,
+  type StoreRequestOutcome,
+} from './object-store.js'
 
 const SHA256_HEX = /^[0-9a-f]{64}$/
 
@@ -56,6 +67,8 @@ export interface S3StoreOptions {
   abandonedUploadAgeMs: number
   /** How long to wait for a connection to the store. */
   connectTimeoutMs?: number
+  /** Hears of every request sent to the store, for /metrics. */
+  observeRequest?: StoreRequestObserver
 }
 
 const QUIET_LOGGER = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined }
@@ -87,6 +100,7 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     logger: QUIET_LOGGER,
     requestHandler: { connectionTimeout: options.connectTimeoutMs ?? 3_000, requestTimeout: 30_000 },
   })
+  if (options.observeRequest !== undefined) observeRequests(client, options.observeRequest)
   /** Upload ids of this process's running fills: never abandoned, whatever their age. */
   const ownUploads = new Set<string>()
 
@@ -326,6 +340,36 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     records: createS3Records({ client, bucket, keyPrefix: `${prefix}fleet/`, send }),
     close: () => client.destroy(),
   }
+}
+
+/**
+ * Times every request the client sends, in the SDK's middleware rather than
+ * in `send()`: the start-up check's requests, and any added later, are
+ * counted too. The SDK's own retry of a request is within one observation.
+ */
+function observeRequests(client: S3Client, observe: StoreRequestObserver): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const operation = (context.commandName ?? 'unknown').replace(/Command$/, '')
+      const started = performance.now()
+      const seconds = () => (performance.now() - started) / 1000
+      try {
+        const result = await next(args)
+        observe(operation, 'ok', seconds())
+        return result
+      } catch (error) {
+        observe(operation, requestOutcome(error), seconds())
+        throw error
+      }
+    },
+    { step: 'initialize', name: 'sstreamProxyRequestMetrics' },
+  )
+}
+
+function requestOutcome(error: unknown): StoreRequestOutcome {
+  if (isNotFound(error)) return 'not_found'
+  const status = error instanceof S3ServiceException ? (error.$metadata.httpStatusCode ?? 500) : 500
+  return status < 500 ? 'refused' : 'error'
 }
 
 function emptyReader(): RangeReader {

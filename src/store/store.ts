@@ -19,7 +19,8 @@ import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
 import { createFillCoordinator, type FillCoordinator, type FillEvents, type FillPlanner, type FillTarget } from './fill.js'
 import { createFilesystemStore } from './filesystem-store.js'
-import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth, type StoredObject } from './object-store.js'
+import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth, type StoredObject, type StoreRequestObserver } from './object-store.js'
+import { createStoreRequestMetrics, type StoreRequestMetrics } from '../metrics/store-requests.js'
 import type { StoreConfig } from '../config/types.js'
 
 export interface StoreOptions extends FillEvents {
@@ -100,6 +101,8 @@ export interface Store {
   adoptStored(target: FillTarget): Promise<boolean>
   /** What the store last answered, for /status and /metrics. */
   status(): StoreStatus
+  /** Counts and latency of the requests sent to the store, for /metrics. */
+  readonly requestMetrics: StoreRequestMetrics
   close(): Promise<void>
 }
 
@@ -113,7 +116,7 @@ const MAINTENANCE_INTERVAL_MS = 3_600_000
  * environment. The AWS SDK is loaded only for an S3 store: it costs tens of MB
  * of memory that a filesystem store does not need.
  */
-export async function createObjectStore(backend: StoreConfig, dataDir: string, owner: string, env: NodeJS.ProcessEnv): Promise<ObjectStore> {
+export async function createObjectStore(backend: StoreConfig, dataDir: string, owner: string, env: NodeJS.ProcessEnv, observeRequest?: StoreRequestObserver): Promise<ObjectStore> {
   if (backend.type === 'filesystem') return createFilesystemStore({ dataDir, owner })
   const accessKeyId = env.AWS_ACCESS_KEY_ID
   const secretAccessKey = env.AWS_SECRET_ACCESS_KEY
@@ -127,6 +130,7 @@ export async function createObjectStore(backend: StoreConfig, dataDir: string, o
     dataDir,
     owner,
     abandonedUploadAgeMs: backend.abandonedUploadAge * 1000,
+    observeRequest,
   })
 }
 
@@ -140,7 +144,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   // This process's spool folder lives as long as its lease: other processes
   // sharing the dataDir leave it alone, and clean it up once the lease lapses.
   const tempOwner = randomUUID()
-  const objects = await createObjectStore(options.backend ?? { type: 'filesystem' }, dataDir, tempOwner, options.env ?? process.env)
+  const requestMetrics = createStoreRequestMetrics()
+  const objects = await createObjectStore(options.backend ?? { type: 'filesystem' }, dataDir, tempOwner, options.env ?? process.env, requestMetrics.observe)
   let reachable = true
   try {
     await objects.check()
@@ -220,6 +225,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     objects,
     fills,
     startup,
+    requestMetrics,
     async openStored(sha256, start, end) {
       if (index.get(sha256) === undefined) return undefined
       const reader = await objects.openRange(sha256, start, end)

@@ -58,7 +58,7 @@ describe('listen.allow alone', () => {
   })
 
   test('127.0.0.2 gets 403 everywhere (allowStatus defaults to allow), and the refusal is logged with its address', async () => {
-    for (const path of [INDEX, `${MIRROR_PATH}streams/v1/index.json`, '/status', '/metrics', '/keyring.gpg', '/nothing']) {
+    for (const path of [INDEX, `${MIRROR_PATH}streams/v1/index.json`, '/status', '/metrics', '/keyring.gpg', '/health', '/nothing']) {
       assert.equal(await statusFor(h, V4_TWO, path), 403, path)
     }
     const refused = lines.filter((line) => line.message === 'client refused')
@@ -74,19 +74,21 @@ describe('listen.allow and listen.allowStatus apart', () => {
   })
   after(() => h.close())
 
-  test('the data list gets metadata and the keyring, not status', async () => {
+  test('the data list gets metadata, the keyring and /health, not status', async () => {
     for (const client of [V4_TWO, V6_LOOPBACK]) {
       assert.equal(await statusFor(h, client, INDEX), 200)
       assert.equal(await statusFor(h, client, '/keyring.gpg'), 200)
+      assert.equal(await statusFor(h, client, '/health'), 200, 'a load balancer is on the data list')
       assert.equal(await statusFor(h, client, '/status'), 403)
       assert.equal(await statusFor(h, client, '/metrics'), 403)
     }
   })
 
-  test('the status list gets status, metrics and the keyring, not metadata', async () => {
+  test('the status list gets status, metrics, the keyring and /health, not metadata', async () => {
     assert.equal(await statusFor(h, V4_ONE, '/status'), 200)
     assert.equal(await statusFor(h, V4_ONE, '/metrics'), 200)
     assert.equal(await statusFor(h, V4_ONE, '/keyring.asc'), 200)
+    assert.equal(await statusFor(h, V4_ONE, '/health'), 200)
     assert.equal(await statusFor(h, V4_ONE, INDEX), 403)
     assert.equal(await statusFor(h, V4_ONE, `${MIRROR_PATH}streams/v1/index.json`), 403)
   })

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
-import { createHash } from 'node:crypto'
 import { createS3Store, type S3StoreOptions } from '../../src/store/s3-store.js'
 import { listTempFiles } from '../support/temp-files.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
@@ -108,5 +107,35 @@ describe('the S3 store', () => {
     assert.equal(await store.head('c'.repeat(64)), undefined)
     assert.equal(store.health().state, 'ok')
     store.close()
+  })
+
+  test('reports every request it sends to its observer: the S3 operation, how it ended and how long it took', async () => {
+    const seen: Array<{ operation: string; outcome: string; seconds: number }> = []
+    const { store } = await openS3({ observeRequest: (operation, outcome, seconds) => void seen.push({ operation, outcome, seconds }) })
+    const outcomes = () => seen.map(({ operation, outcome }) => `${operation} ${outcome}`)
+    await store.check()
+    assert.deepEqual(outcomes(), ['ListObjectsV2 ok', 'CreateMultipartUpload ok', 'AbortMultipartUpload ok'], 'the start-up check counts too')
+    seen.length = 0
+    const content = randomBytes(4096)
+    const target = { sha256: createHash('sha256').update(content).digest('hex'), size: content.length }
+    assert.equal(await store.head(target.sha256), undefined)
+    for (let copy = 0; copy < 2; copy++) {
+      const writer = await store.createWriter(target)
+      await writer.write([content], content.length)
+      await writer.commit()
+    }
+    const reader = await store.openRange(target.sha256, 0, content.length - 1)
+    await reader?.close()
+    await store.remove(target.sha256)
+    // The second copy is refused by `If-None-Match: *`: another proxy's verified bytes are as good.
+    assert.deepEqual(outcomes(), ['HeadObject not_found', 'PutObject ok', 'PutObject refused', 'GetObject ok', 'DeleteObject ok'])
+    assert.ok(seen.every(({ seconds }) => seconds >= 0 && seconds < 30), JSON.stringify(seen))
+    store.close()
+
+    const unreachable = await openS3({ endpoint: 'http://127.0.0.1:1', connectTimeoutMs: 1_000, observeRequest: (operation, outcome, seconds) => void seen.push({ operation, outcome, seconds }) })
+    seen.length = 0
+    await assert.rejects(unreachable.store.head(target.sha256), { name: 'StoreUnavailableError' })
+    assert.deepEqual(outcomes(), ['HeadObject error'])
+    unreachable.store.close()
   })
 })

@@ -5,16 +5,16 @@
  * access log the test reads to prove which requests went through it.
  */
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { once } from 'node:events'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
-import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import { freePort, waitForListener } from './child-listener.js'
 
 // Debian installs it in /usr/sbin, which a non-root PATH may lack.
 const SQUID = existsSync('/usr/sbin/squid') ? '/usr/sbin/squid' : 'squid'
@@ -76,7 +76,7 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
   const child = spawn(SQUID, ['-N', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  await waitForPort(port, child, () => stderr, dir)
+  await waitForListener('squid', port, child, async () => stderr + (await readFile(join(dir, 'cache.log'), 'utf8').catch(() => '')))
   const url = `http://127.0.0.1:${port}/`
   let markers = 0
   const accessLog = async () => {
@@ -115,34 +115,4 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
       await rm(dir, { recursive: true, force: true })
     },
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (typeof address !== 'object' || address === null) throw new Error('no port')
-  return address.port
-}
-
-/** Polls until squid accepts connections (about a second), or fails with its own words. */
-async function waitForPort(port: number, child: ChildProcess, stderr: () => string, dir: string): Promise<void> {
-  for (let attempt = 0; attempt < 150; attempt++) {
-    if (child.exitCode !== null) {
-      const log = await readFile(join(dir, 'cache.log'), 'utf8').catch(() => '')
-      throw new Error(`squid exited with ${child.exitCode}: ${stderr()}${log}`)
-    }
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (up) return
-    await sleep(100)
-  }
-  throw new Error(`squid did not listen on port ${port} within 15 s: ${stderr()}`)
 }
