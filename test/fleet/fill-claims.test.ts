@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { signPeerRequest, FLEET_FILLS_PATH, FLEET_AUTH_HEADER } from '../../src/fleet/peer-fill.js'
 import { newestItem, startFleet, type Fleet } from '../support/fleet.js'
+import { startHaproxy } from '../support/haproxy.js'
 import { rawRequest, sha256, type RawResponse } from '../support/http.js'
 import type { TreeItem } from '../support/upstream-tree.js'
 
@@ -123,6 +124,7 @@ describe('a fleet of 3 replicas on one bucket', () => {
       if (replica === 0) {
         assert.ok(!answer.complete, `client ${client} of the killed replica saw its transfer break`)
         retried++
+        // On a live replica, as a load balancer would send it.
         const again = await rawRequest(fleet.replicas[1 + (client % 2)]?.url as string, path)
         assert.equal(again.status, 200)
         assert.ok(again.complete)
@@ -144,5 +146,41 @@ describe('a fleet of 3 replicas on one bucket', () => {
     await storedInBucket(item)
     for (const object of await fleet.storedObjects()) assert.equal(object.sha256, object.name, `object ${object.name} holds other bytes`)
     await fleet.restart(0)
+  })
+
+  test('through HAProxy (its shipped configuration): kill -9 of the home replica while 10 clients read; retried, they get verified bytes, with one more upstream transfer at most and no bad object', async () => {
+    const haproxy = await startHaproxy({ replicaPorts: fleet.replicas.map((replica) => replica.port) })
+    try {
+      const item = newestItem(fleet.tree, 'squashfs', '22.04')
+      fleet.upstream.setFault(item.path, { kind: 'rate', bytesPerSecond: 1.5 * MiB })
+      const path = `/maas/images/ephemeral-v3/stable/${item.path}`
+      const clients = Array.from({ length: 10 }, () => rawRequest(haproxy.url, path))
+      await sleep(1_000)
+      // The path's home replica has the running fill: every client is there.
+      const running = await Promise.all(fleet.replicas.map((replica) => metric(replica.index, 'sstream_proxy_active_fills')))
+      const home = running.indexOf(1)
+      assert.ok(home >= 0 && running.filter((fills) => fills > 0).length === 1, `active fills per replica: ${JSON.stringify(running)}`)
+      assert.equal(fleet.upstream.requestCount(item.path), 1)
+      await fleet.kill(home)
+      const answers = await Promise.all(clients)
+      const broken = answers.filter((answer) => !answer.complete).length
+      assert.ok(broken >= 1, 'the kill broke the transfers under way')
+      // As MAAS does: a broken download is asked for again, through the load balancer.
+      const retryStarted = performance.now()
+      const retried = await Promise.all(answers.map((answer) => (answer.complete ? answer : rawRequest(haproxy.url, path))))
+      const retryFirstBytes = retried.filter((_, client) => !(answers[client] as RawResponse).complete).map((answer) => Math.round(answer.firstByteMs as number))
+      console.log(`through HAProxy: ${broken} broken by the kill, retried in ${Math.round(performance.now() - retryStarted)} ms (first bytes ${JSON.stringify(retryFirstBytes)} ms), upstream transfers ${fleet.upstream.requestCount(item.path)}, ranges ${JSON.stringify(fleet.upstream.rangeRequests(item.path))}`)
+      for (const [client, answer] of retried.entries()) {
+        assert.equal(answer.status, 200, `client ${client}`)
+        assert.ok(answer.complete, `client ${client}`)
+        assert.equal(sha256(answer.body), item.sha256, `client ${client}`)
+      }
+      assert.ok(fleet.upstream.requestCount(item.path) <= 2, `upstream transfers: ${fleet.upstream.requestCount(item.path)}`)
+      await storedInBucket(item)
+      for (const object of await fleet.storedObjects()) assert.equal(object.sha256, object.name, `object ${object.name} holds other bytes`)
+      await fleet.restart(home)
+    } finally {
+      await haproxy.close()
+    }
   })
 })

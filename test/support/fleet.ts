@@ -9,13 +9,13 @@
 
 import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { loadOrCreateSigningKey } from '../../src/streams/signing-key.js'
 import { startCephRgw, type CephRgw } from './ceph-rgw.js'
+import { freePort } from './child-listener.js'
 import { MIRROR_PATH } from './proxy-harness.js'
 import { buildUpstreamTree, type TreeItem, type TreeOptions, type UpstreamTree } from './upstream-tree.js'
 import { startUpstreamServer, type UpstreamServer } from './upstream-server.js'
@@ -75,23 +75,15 @@ export interface Fleet {
 }
 
 /**
- * The newest noble amd64 item whose path ends with `file` (`squashfs`,
- * `boot-kernel`, ...): in the default selection, so every replica serves it.
+ * The newest amd64 item of `release` (default noble, 24.04) whose path ends
+ * with `file` (`squashfs`, `boot-kernel`, ...): in the default selection, so
+ * every replica serves it.
  */
-export function newestItem(tree: UpstreamTree, file: string): TreeItem {
-  const candidates = tree.items.filter((item) => item.path.endsWith(`/${file}`) && item.product.includes(':24.04:amd64:'))
+export function newestItem(tree: UpstreamTree, file: string, release = '24.04'): TreeItem {
+  const candidates = tree.items.filter((item) => item.path.endsWith(`/${file}`) && item.product.includes(`:${release}:amd64:`))
   const newest = candidates.sort((a, b) => (a.version < b.version ? 1 : a.version > b.version ? -1 : 0))[0]
-  if (newest === undefined) throw new Error(`no noble amd64 item ending with ${file} in the tree`)
+  if (newest === undefined) throw new Error(`no ${release} amd64 item ending with ${file} in the tree`)
   return newest
-}
-
-/** A port free now, for a replica whose advertise URL must be known before it starts. */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
