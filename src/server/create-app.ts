@@ -20,10 +20,10 @@ import type { Mirror } from '../mirror/mirror.js'
 import type { ServedDocument } from '../mirror/publication.js'
 import type { SigningKey } from '../streams/signing-key.js'
 import type { Store } from '../store/store.js'
-import { VerificationError, type Fill } from '../store/fill.js'
+import { VerificationError } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
-import { fillRange, rangeStream, sendRange, storedRange, type RangeSource } from '../store/range-source.js'
+import { rangeStream, sendRange } from '../store/range-source.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
 import { prefersHtml, statusPage } from './status-page.js'
@@ -34,6 +34,7 @@ import { writeDocument } from './metadata-fast-path.js'
 import { connectionClosed, mayWrite } from './connection-pipeline.js'
 import type { Replica } from '../fleet/replica.js'
 import { FLEET_FILLS_PATH, peerRequestRefusal } from '../fleet/peer-fill.js'
+import { openPeerRange } from '../fleet/peer-range.js'
 
 export interface AppDeps {
   version: string
@@ -218,10 +219,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   /**
    * The internal endpoint: another replica following this one's fill of a
-   * file reads its bytes from `from`, from the running fill as it grows (the
-   * last byte held back until verified, as for any client) or from the store
-   * once committed; 404 when this replica has neither. Refused with 403, and
-   * no detail, unless signed with the fleet secret.
+   * file reads its bytes from `from` (peer-range.ts); 404 when this replica
+   * has neither fill nor file. Refused with 403, and no detail, unless signed
+   * with the fleet secret.
    */
   async function answerPeer(c: Context<Env>, fleet: Replica): Promise<Response> {
     c.set('route', 'fleet')
@@ -235,18 +235,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const sha256 = c.req.param('sha256') ?? ''
     const from = Number(c.req.query('from') ?? '0')
     if (!/^[0-9a-f]{64}$/.test(sha256) || !Number.isSafeInteger(from) || from < 0) return c.text('bad request: /_fleet/fills/<sha256>?from=<offset>\n', 400)
-    const fill = store.fills.get(sha256)
-    let size: number
-    let source: RangeSource | undefined
-    if (fill !== undefined) {
-      size = fill.target.size
-      if (from < size) source = untilCommitted(fill, fillRange(fill, store.objects, from, size - 1))
-    } else {
-      size = store.index.get(sha256)?.size ?? 0
-      const reader = size > 0 && from < size ? await store.openStored(sha256, from, size - 1).catch(() => undefined) : undefined
-      if (reader !== undefined) source = storedRange(reader, from, size - 1)
-    }
-    if (source === undefined) return c.text('not here\n', 404)
+    const range = await openPeerRange(store, sha256, from)
+    if (range === undefined) return c.text('not here\n', 404)
+    const { source, size } = range
     const answerHeaders: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(size - from) }
     if (from > 0) answerHeaders['content-range'] = `bytes ${from}-${size - 1}/${size}`
     const outgoing = c.env?.outgoing
@@ -268,19 +259,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
       stallMs: deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS,
     })
     return RESPONSE_ALREADY_SENT
-  }
-
-  /**
-   * A fill's range as a follower gets it: the last byte only once the fill has
-   * committed, not merely verified. The follower, holding the whole file, then
-   * finds the object in the bucket and does not upload it a second time.
-   */
-  function untilCommitted(fill: Fill, range: RangeSource): RangeSource {
-    return {
-      ...range,
-      available: () => (fill.state === 'committed' ? range.available() : Math.min(range.available(), range.end)),
-      final: () => fill.state === 'committed',
-    }
   }
 
   /** Sends a metadata document, straight into Node's response when there is one. */
