@@ -37,6 +37,8 @@ import { createFleetPasses } from './fleet/fleet-passes.js'
 import { createReplicaRegistry, type ReplicaRegistry } from './fleet/replica-registry.js'
 import { createFleetMonitor, type FleetMonitor } from './fleet/fleet-monitor.js'
 import type { AsyncLeases } from './store/lease.js'
+import { createFillClaims } from './fleet/fill-claims.js'
+import type { FillPlanner } from './store/fill.js'
 import type { BandwidthStatus } from './server/status-report.js'
 
 export interface ProxyCore {
@@ -107,7 +109,11 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   let mirrors: Mirror[] = []
   if (created) log.info('created signing key', { path: config.signingKey, fingerprint: signingKey.fingerprint })
   const budget = createBudget(config)
+  // The fleet's claims need the replica, which needs the opened store: bound once both exist, before any fill.
+  let planFill: FillPlanner | undefined
   const store = await openStore({
+    plan: config.fleet && ((target, upstream, signal) => (planFill as FillPlanner)(target, upstream, signal)),
+    relist: config.fleet !== undefined,
     dataDir: config.dataDir,
     budget,
     backend: config.store,
@@ -116,9 +122,14 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
     fillAttempts: options.fillAttempts,
     fillRetryBaseMs: options.fillRetryBaseMs,
     onUpstreamBytes: (bytes) => (traffic.upstreamBytes += bytes),
+    onUpstreamTransfer: () => traffic.upstreamTransfers++,
+    onPeerBytes: (bytes) => (traffic.peerBytes += bytes),
     onCommitted: (fill) => {
       log.info('stored', { path: fill.target.path, bytes: fill.target.size, ms: Date.now() - fill.startedAt })
       for (const mirror of mirrors) void mirror.fileStored(fill.target.sha256)
+    },
+    onAdopted: (sha256) => {
+      for (const mirror of mirrors) void mirror.fileStored(sha256)
     },
     onError: (message) => log.warn('store', { error: message }),
     onFailed: (fill, error) => {
@@ -135,7 +146,16 @@ export async function openCore(config: Config, options: CoreOptions): Promise<Pr
   const { startup } = store
   log.info('store opened', { dataDir: config.dataDir, store: store.objects.location, ...startup })
   const replica = config.fleet && (await openReplica(config.fleet, store.objects, config.source))
-  if (replica !== undefined) log.info('fleet replica', { id: replica.id, advertise: replica.advertise })
+  if (replica !== undefined) {
+    log.info('fleet replica', { id: replica.id, advertise: replica.advertise })
+    planFill = createFillClaims({
+      replica,
+      objects: store.objects,
+      log,
+      onPeerFill: () => traffic.peerFills++,
+      onTakeover: () => traffic.takeovers++,
+    })
+  }
   const fleetLeases =
     replica &&
     createBucketLeases({
@@ -349,6 +369,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       readBuffers,
       fleet: monitor && (() => monitor.status()),
       sendStallTimeoutMs: options.sendStallTimeoutMs,
+      replica: core.replica,
     })
     // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
     // HTTP/1.1 only, and Node refuses those itself): the app then names its URL

@@ -106,8 +106,8 @@ const matchesSchema = new Ajv2020({ strict: true, verbose: true }).compile<Confi
 // Node's timers hold at most 2^31 - 1 ms (24.8 days).
 const MAX_DURATION_SECONDS = 24 * 86_400
 
-/** Routes of the proxy itself, which no mirror path may shadow. */
-export const RESERVED_ROUTES = ['/status', '/metrics', '/keyring.gpg', '/keyring.asc']
+/** Routes of the proxy itself, which no mirror path may shadow; `/_fleet` is the replicas' internal endpoint (src/fleet/peer-fill.ts). */
+export const RESERVED_ROUTES = ['/status', '/metrics', '/keyring.gpg', '/keyring.asc', '/_fleet']
 
 const MIRROR_NAME = /^[A-Za-z0-9._-]+$/
 // Segments of URL-unreserved characters only: nothing that needs escaping, so the

@@ -75,7 +75,7 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
 
   gauge('sstream_proxy_build_info', 'The running version, as a label; always 1.', ['version'], (r) => [{ labels: { version: r.report.version }, value: 1 }])
   gauge('sstream_proxy_start_time_seconds', 'When the proxy started, in seconds since the epoch.', [], () => deps.startedAt / 1000)
-  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, health, other) and status code.', ['route', 'status'], () =>
+  counter('sstream_proxy_requests_total', 'HTTP requests answered, by route (file, metadata, keyring, status, metrics, health, fleet, other) and status code.', ['route', 'status'], () =>
     [...deps.traffic.requests].sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => {
       const [route = '', status = ''] = key.split(' ')
       return { labels: { route, status }, value }
@@ -85,6 +85,11 @@ export function createProxyMetrics(deps: MetricsDeps): ProxyMetrics {
   counter('sstream_proxy_cache_misses_total', 'File requests that had to be fetched from upstream.', [], () => deps.traffic.misses)
   counter('sstream_proxy_served_bytes_total', 'Bytes sent to clients, files and metadata.', [], () => deps.traffic.servedBytes)
   counter('sstream_proxy_upstream_bytes_total', 'File bytes received from upstream.', [], () => deps.traffic.upstreamBytes)
+  counter('sstream_proxy_upstream_transfers_total', 'File bodies fetched from upstream by fills; a transfer resumed with Range counts again.', [], () => deps.traffic.upstreamTransfers)
+  counter('sstream_proxy_fleet_peer_fills_total', 'Fills that streamed the file from the replica of the fleet that owned its fill, instead of from upstream.', [], () => deps.traffic.peerFills)
+  counter('sstream_proxy_fleet_peer_bytes_total', 'File bytes received from other replicas of the fleet.', [], () => deps.traffic.peerBytes)
+  counter('sstream_proxy_fleet_peer_served_bytes_total', 'File bytes sent to other replicas of the fleet following this one\'s fills.', [], () => deps.traffic.peerServedBytes)
+  counter('sstream_proxy_fleet_takeovers_total', 'Fills taken over, resuming from upstream, after the replica that owned them stopped renewing its claim.', [], () => deps.traffic.takeovers)
   counter('sstream_proxy_upstream_requests_total', 'Requests sent upstream, metadata and files.', [], (r) => r.upstream.requests)
   counter('sstream_proxy_upstream_errors_total', 'Upstream requests that failed: kind="network" got no complete answer (refused, timed out, cut), kind="http" got a status of 400 or more.', ['kind'], (r) => [
     { labels: { kind: 'network' }, value: r.upstream.errors },

@@ -33,6 +33,9 @@ import { recordRequest } from './request-log.js'
 import { matchesEtag } from './etag.js'
 import { writeDocument } from './metadata-fast-path.js'
 import { connectionClosed, mayWrite } from './connection-pipeline.js'
+import type { Replica } from '../fleet/replica.js'
+import { FLEET_FILLS_PATH, peerRequestRefusal } from '../fleet/peer-fill.js'
+import { openPeerRange } from '../fleet/peer-range.js'
 
 export interface AppDeps {
   version: string
@@ -52,6 +55,8 @@ export interface AppDeps {
   fleet?: StatusDeps['fleet']
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
+  /** This process as a replica of a fleet: the internal endpoint answers the other replicas. */
+  replica?: Replica
 }
 
 /**
@@ -142,6 +147,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.body(deps.signingKey.publicArmored, 200, { 'content-type': 'application/pgp-keys; charset=utf-8' })
   })
 
+  const { replica } = deps
+  if (replica !== undefined) app.get(`${FLEET_FILLS_PATH}:sha256`, (c) => answerPeer(c, replica))
+
   app.on(['GET', 'HEAD'], '*', async (c) => {
     const rawPath = rawRequestPath(c.env?.incoming?.url ?? c.req.url)
     const resolved = resolveRequestPath(rawPath, deps.mirrors)
@@ -212,6 +220,51 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const [status, text] = error instanceof VerificationError ? [502, 'upstream sent bytes that failed verification'] as const : [500, 'internal error'] as const
     return c.text(`${text} (request id ${requestId})\n`, status, { 'x-request-id': requestId })
   })
+
+  /**
+   * The internal endpoint: another replica following this one's fill of a
+   * file reads its bytes from `from` (peer-range.ts); 404 when this replica
+   * has neither fill nor file. Refused with 403, and no detail, unless signed
+   * with the fleet secret.
+   */
+  async function answerPeer(c: Context<Env>, fleet: Replica): Promise<Response> {
+    c.set('route', 'fleet')
+    const target = c.env?.incoming?.url ?? new URL(c.req.url).pathname + new URL(c.req.url).search
+    const headers = c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers)
+    const refusal = peerRequestRefusal(fleet.secret, c.req.method, target, headers)
+    if (refusal !== undefined) {
+      log.warn('fleet request refused', { path: rawRequestPath(target), reason: refusal, address: c.env?.incoming?.socket?.remoteAddress })
+      return c.text('forbidden\n', 403)
+    }
+    const sha256 = c.req.param('sha256') ?? ''
+    const from = Number(c.req.query('from') ?? '0')
+    if (!/^[0-9a-f]{64}$/.test(sha256) || !Number.isSafeInteger(from) || from < 0) return c.text('bad request: /_fleet/fills/<sha256>?from=<offset>\n', 400)
+    const range = await openPeerRange(store, sha256, from)
+    if (range === undefined) return c.text('not here\n', 404)
+    const { source, size } = range
+    const answerHeaders: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(size - from) }
+    if (from > 0) answerHeaders['content-range'] = `bytes ${from}-${size - 1}/${size}`
+    const outgoing = c.env?.outgoing
+    if (outgoing === undefined) {
+      await source.close()
+      return c.text('the internal endpoint answers only on a socket\n', 500)
+    }
+    outgoing.writeHead(from > 0 ? 206 : 200, answerHeaders)
+    outgoing.flushHeaders()
+    let bytes = 0
+    outgoing.once('close', () => c.set('bytes', bytes))
+    const connection = c.env?.incoming?.socket
+    void sendRange(source, outgoing, {
+      onBytes: (length) => {
+        bytes += length
+        traffic.peerServedBytes += length
+      },
+      signal: connection === undefined ? undefined : connectionClosed(connection),
+      stallMs: deps.sendStallTimeoutMs ?? SEND_STALL_TIMEOUT_MS,
+      pool: deps.readBuffers,
+    })
+    return RESPONSE_ALREADY_SENT
+  }
 
   /** Sends a metadata document, straight into Node's response when there is one. */
   function sendDocument(c: Context<Env>, document: ServedDocument): Response {

@@ -34,7 +34,9 @@ export const RETRY_AFTER_SECONDS = 30
 /** `missWaitMs`: how long a miss may wait for upstream's first byte, retries included (the mirror's `missWait`). */
 export async function answerFile(store: Store, file: ServableFile, request: FileRequest, source: FillSource, missWaitMs: number): Promise<FileAnswer> {
   const etag = `"${file.sha256}"`
-  const row = store.index.get(file.sha256)
+  const target = { sha256: file.sha256, size: file.size, path: file.path }
+  // Not in this proxy's index: an S3 bucket may hold it all the same (another replica stored it).
+  const row = store.index.get(file.sha256) ?? ((await store.adoptStored(target)) ? store.index.get(file.sha256) : undefined)
   // Content-Length and ranges come from the item's size: a stored file of
   // another size would end the response with bytes that fail its sha256.
   const storedConflict = row === undefined ? undefined : sizeConflict(file, { size: row.size, state: 'stored' })
@@ -84,7 +86,7 @@ export async function answerFile(store: Store, file: ServableFile, request: File
   // No status goes out before the first byte: an upstream that is down ends
   // as `unavailable` (answered as the mirror's `missFailure` says), never as a
   // 200 whose body breaks at once.
-  const first = await awaitFirstBytes({ sha256: file.sha256, size: file.size, path: file.path }, source, { fills: store.fills, waitMs: missWaitMs })
+  const first = await awaitFirstBytes(target, source, { fills: store.fills, waitMs: missWaitMs })
   if (first.kind === 'failed') return { kind: 'unavailable', message: first.message }
   // A running fill of the sha256 started for another item keeps that item's size.
   const fillConflict = sizeConflict(file, { size: first.fill.target.size, state: 'being fetched' })

@@ -7,6 +7,15 @@ export interface Traffic {
   servedBytes: number
   /** Bytes received from upstream for files. */
   upstreamBytes: number
+  /** File bodies opened upstream by fills (a resumed transfer counts again). */
+  upstreamTransfers: number
+  /** Fleet: fills that followed another replica's, and the bytes received from it. */
+  peerFills: number
+  peerBytes: number
+  /** Fleet: fills taken over from a replica whose claim expired. */
+  takeovers: number
+  /** Fleet: bytes sent to other replicas following this one's fills. */
+  peerServedBytes: number
   /** Fills that failed size or sha256 verification. */
   verificationFailures: number
   upstreamErrors: number
@@ -15,7 +24,7 @@ export interface Traffic {
 }
 
 export function createTraffic(): Traffic {
-  return { hits: 0, misses: 0, servedBytes: 0, upstreamBytes: 0, verificationFailures: 0, upstreamErrors: 0, requests: new Map() }
+  return { hits: 0, misses: 0, servedBytes: 0, upstreamBytes: 0, upstreamTransfers: 0, peerFills: 0, peerBytes: 0, takeovers: 0, peerServedBytes: 0, verificationFailures: 0, upstreamErrors: 0, requests: new Map() }
 }
 
 export function countRequest(traffic: Traffic, route: string, status: number): void {

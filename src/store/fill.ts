@@ -24,8 +24,39 @@ export interface FillTarget {
   path: string
 }
 
+/** A body a fill reads; `from` says whether its bytes come from upstream (the default) or not. */
+export interface FillResponse extends FileResponse {
+  /**
+   * `peer`: another replica of the fleet passing on its own fill; `store`:
+   * the stored object. Neither is counted or throttled as upstream bytes.
+   */
+  from?: 'upstream' | 'peer' | 'store'
+}
+
 /** Opens the upstream body from `offset`; an offset above 0 asks for a `Range`. */
-export type FillSource = (offset: number) => Promise<FileResponse>
+export type FillSource = (offset: number) => Promise<FillResponse>
+
+/** A fill's part in a fleet: it reads upstream for the fleet, or follows the replica that does. */
+export type FleetRole = { role: 'owner' } | { role: 'follower'; owner: string }
+
+/**
+ * How a fill gets its bytes, decided once before it starts (in a fleet, by a
+ * claim on the file in the shared store; see src/fleet/fill-claims.ts).
+ */
+export interface FillPlan {
+  /** Already in the store (another replica stored it): the fill commits at once, without a transfer. */
+  stored: boolean
+  source: FillSource
+  /** The object may be stored by another replica meanwhile: the writer spools only, and stores it at commit when still absent. */
+  storedElsewhere: boolean
+  /** Who reads upstream, for /status; undefined outside a fleet. */
+  role(): FleetRole | undefined
+  /** The fill has ended, committed or failed: whatever the plan holds (a claim) is let go. */
+  end(): Promise<void>
+}
+
+/** Plans the fill of `target`, whose upstream is `upstream`; `signal` aborts when the fill is aborted. */
+export type FillPlanner = (target: FillTarget, upstream: FillSource, signal: AbortSignal) => Promise<FillPlan>
 
 export type FillState = 'filling' | 'verified' | 'committed' | 'failed'
 
@@ -56,11 +87,17 @@ export interface Fill extends EventEmitter {
    * them back from disk, each a view of the same buffers.
    */
   held(position: number, end: number): Buffer[] | undefined
+  /** In a fleet: whether this replica reads upstream or follows another (its advertise URL); undefined otherwise. */
+  readonly fleet: FleetRole | undefined
 }
 
 export interface FillEvents {
   /** Bytes received from upstream, as they arrive. */
   onUpstreamBytes?: (bytes: number) => void
+  /** A body was opened from upstream (a fill's first, or one resuming it). */
+  onUpstreamTransfer?: () => void
+  /** Bytes received from another replica of the fleet, as they arrive. */
+  onPeerBytes?: (bytes: number) => void
   onCommitted?: (fill: Fill) => void
   onFailed?: (fill: Fill, error: Error) => void
 }
@@ -73,6 +110,8 @@ export interface FillCoordinatorOptions extends FillEvents {
   retryBaseMs?: number
   /** Upstream bodies are read through it when given (`limits.upstreamRate`, `prefetch.rate`, `prefetch.windows`). */
   budget?: RateBudget
+  /** Decides where each fill's bytes come from (a fleet); without it every fill reads its source. */
+  plan?: FillPlanner
 }
 
 export interface FillCoordinator {
@@ -112,6 +151,7 @@ class SharedFill extends EventEmitter implements Fill {
   /** Aborted with `abortReason`: cuts short a wait for upstream headers or for a retry. */
   readonly aborter = new AbortController()
   body: Readable | undefined
+  plan: FillPlan | undefined
 
   constructor(readonly target: FillTarget) {
     super()
@@ -141,6 +181,10 @@ class SharedFill extends EventEmitter implements Fill {
   openWritten(): Promise<RangeReader> {
     if (this.writer === undefined) return Promise.reject(Object.assign(new Error(`${this.target.path}: nothing written yet`), { code: 'ENOENT' }))
     return this.writer.openWritten()
+  }
+
+  get fleet(): FleetRole | undefined {
+    return this.plan?.role()
   }
 
   /** Lets go of the held chunks: an ended fill is read from the store. */
@@ -176,28 +220,46 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
   // before it removes its temp file, and `idle()` must wait for that too.
   const unsettled = new Set<SharedFill>()
 
-  async function run(fill: SharedFill, source: FillSource): Promise<void> {
+  async function run(fill: SharedFill, upstream: FillSource): Promise<void> {
     const { target } = fill
     let writer: ObjectWriter | undefined
     try {
-      writer = await objects.createWriter({ sha256: target.sha256, size: target.size })
+      const plan = options.plan === undefined ? undefined : await unlessAborted(fill.aborter.signal, options.plan(target, upstream, fill.aborter.signal), (late) => late.end())
+      fill.plan = plan
+      if (plan?.stored === true) {
+        index.put(target)
+        fill.state = 'committed'
+        fill.emit('progress')
+        options.onCommitted?.(fill)
+        return
+      }
+      const source = plan?.source ?? upstream
+      writer = await objects.createWriter({ sha256: target.sha256, size: target.size }, { storedElsewhere: plan?.storedElsewhere ?? false })
       fill.writer = writer
       // Where the bytes came from (an upstream URL, a file on disk), for the message of a mismatch.
       let origin = ''
       for (let attempt = 1; fill.written < target.size || attempt === 1; attempt++) {
+        const startedAt = fill.written
+        let from: FillResponse['from']
         try {
           if (fill.abortReason !== undefined) throw new Error(fill.abortReason)
-          const response = await unlessAborted(fill.aborter.signal, source(fill.written))
+          const response = await unlessAborted(fill.aborter.signal, source(fill.written), (late) => late.body.destroy())
+          from = response.from
           origin = response.url
-          const body = options.budget?.throttle(response.body, () => fill.priority) ?? response.body
+          const fromUpstream = (response.from ?? 'upstream') === 'upstream'
+          if (fromUpstream) options.onUpstreamTransfer?.()
+          const body = fromUpstream ? (options.budget?.throttle(response.body, () => fill.priority) ?? response.body) : response.body
           fill.body = body
           if (fill.abortReason !== undefined) body.destroy()
-          await receive(fill, writer, response, body)
+          await receive(fill, writer, response, body, fromUpstream ? options.onUpstreamBytes : response.from === 'peer' ? options.onPeerBytes : undefined)
           if (fill.written < target.size) {
             throw new UpstreamError(response.url, `body ended after ${fill.written} of ${target.size} bytes`)
           }
         } catch (error) {
           const retryable = error instanceof UpstreamError && error.retryable && fill.abortReason === undefined
+          // A replica passing its fill on that broke after some bytes (it died) costs no
+          // attempt: the source waits, bounded, for the claim to be taken over.
+                    if (retryable && from === 'peer' && fill.written > startedAt) attempt--
           if (!retryable || attempt >= attempts) throw error
           await sleep(backoffMs(attempt, retryBaseMs), undefined, { signal: fill.aborter.signal })
         }
@@ -230,6 +292,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     } finally {
       fill.release()
       forget(fill)
+      await fill.plan?.end().catch(() => undefined)
       unsettled.delete(fill)
     }
   }
@@ -239,8 +302,8 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
     if (running.get(fill.target.sha256) === fill) running.delete(fill.target.sha256)
   }
 
-  /** Appends one upstream response's body (as read through the budget) at `fill.written`; the writer hashes it. */
-  function receive(fill: SharedFill, writer: ObjectWriter, response: FileResponse, body: Readable): Promise<void> {
+  /** Appends one response's body (as read through the budget) at `fill.written`; the writer hashes it. `count` hears of the bytes received. */
+  function receive(fill: SharedFill, writer: ObjectWriter, response: FileResponse, body: Readable, count: ((bytes: number) => void) | undefined): Promise<void> {
     const { target } = fill
     let skip: number
     try {
@@ -309,7 +372,7 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
           chunk = chunk.subarray(dropped)
           if (chunk.length === 0) return
         }
-        options.onUpstreamBytes?.(chunk.length)
+        count?.(chunk.length)
         if (received + chunk.length > target.size) {
           return fail(new VerificationError(`${target.path}: upstream sent more than the ${target.size} bytes the signed metadata gives; read from ${response.url}`))
         }
@@ -390,12 +453,12 @@ function bytesToSkip(offset: number, target: FillTarget, response: FileResponse)
   return offset
 }
 
-/** The response, or a rejection as soon as `signal` aborts; a response that arrives after that is dropped. */
-function unlessAborted(signal: AbortSignal, pending: Promise<FileResponse>): Promise<FileResponse> {
+/** The result, or a rejection as soon as `signal` aborts; a result that arrives after that is dropped with `drop`. */
+function unlessAborted<T>(signal: AbortSignal, pending: Promise<T>, drop: (late: T) => unknown): Promise<T> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       reject(signal.reason as Error)
-      pending.then((response) => response.body.destroy(), () => undefined)
+      pending.then(drop, () => undefined)
     }
     if (signal.aborted) return onAbort()
     signal.addEventListener('abort', onAbort, { once: true })

@@ -45,6 +45,16 @@ export interface ObjectWriter {
   discard(): Promise<void>
 }
 
+export interface WriterOptions {
+  /**
+   * Another writer (another replica of a fleet) may store the same object
+   * meanwhile: this one only spools while it is written, and at commit stores
+   * it only when the store does not hold it yet. Without it an S3 writer
+   * uploads parts as it goes. The filesystem store ignores it.
+   */
+  storedElsewhere?: boolean
+}
+
 export interface RecoverOptions {
   /** False for the temp files of a process that is gone: they are removed. */
   isLive(owner: string): boolean
@@ -104,7 +114,7 @@ export interface ObjectStore {
   openRange(sha256: string, start: number, end: number): Promise<RangeReader | undefined>
   /** The stored object's size, or undefined when it is not there. */
   head(sha256: string): Promise<number | undefined>
-  createWriter(target: StoredObject): Promise<ObjectWriter>
+  createWriter(target: StoredObject, options?: WriterOptions): Promise<ObjectWriter>
   /** Removes the object; removing one that is not there is not an error. */
   remove(sha256: string): Promise<void>
   list(): AsyncIterable<StoredObject>

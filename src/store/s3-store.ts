@@ -7,6 +7,8 @@
  * A file no larger than one part goes up in a single PutObject at commit,
  * with `If-None-Match: *` (RGW ignores that header on CompleteMultipartUpload;
  * an overwrite there puts back the same verified bytes, so it is harmless).
+ * A writer for an object another replica may store meanwhile (a fleet's
+ * follower) only spools, and uploads at commit only when the object is absent.
  * Uploads left by a crash are aborted once older than `abandonedUploadAgeMs`,
  * at start-up and by `maintain`. Hits stream a GET with `Range`.
  */
@@ -41,6 +43,7 @@ import {
   type RangeReader,
   type StoreHealth,
   type StoredObject,
+  type WriterOptions,
   type StoreRequestObserver,
   type StoreRequestOutcome,
 } from './object-store.js'
@@ -159,7 +162,8 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     await send(`aborting the upload of ${key}`, () => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })))
   }
 
-  async function createWriter(target: StoredObject): Promise<ObjectWriter> {
+  async function createWriter(target: StoredObject, writerOptions: WriterOptions = {}): Promise<ObjectWriter> {
+    const { storedElsewhere = false } = writerOptions
     const key = keyOf(target.sha256)
     const spool = await createSpool(spoolDir, target)
     let uploadId: string | undefined
@@ -209,15 +213,18 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
         if (failure !== undefined) throw failure
         await spool.write(chunks, bytes)
         // The last part may be of any size; it is queued at commit, after verification.
-        while (spool.written - queued > partBytes) queue(partBytes)
+        if (!storedElsewhere) while (spool.written - queued > partBytes) queue(partBytes)
       },
       openWritten: () => (ended ? Promise.reject(Object.assign(new Error(`${spool.path}: fill ended`), { code: 'ENOENT' })) : open(spool.path, 'r')),
       verify: () => spool.verify(),
       async commit() {
         spool.verify()
-        if (queued === 0) {
+        if (storedElsewhere && (await head(target.sha256)) === target.size) {
+          // The replica that owned the fill stored the same verified bytes: nothing to upload.
+        } else if (spool.written <= partBytes) {
           await putWhole(key, spool.path, target.size)
         } else {
+          while (spool.written - queued > partBytes) queue(partBytes)
           queue(spool.written - queued)
           await uploading
           if (failure !== undefined) throw failure

@@ -17,9 +17,9 @@ import { openDatabase, type SqliteDatabase } from './database.js'
 import { createFileIndex, type FileIndex } from './file-index.js'
 import { createLeases } from './lease.js'
 import type { RateBudget } from '../upstream/rate-budget.js'
-import { createFillCoordinator, type FillCoordinator, type FillEvents } from './fill.js'
+import { createFillCoordinator, type FillCoordinator, type FillEvents, type FillPlanner, type FillTarget } from './fill.js'
 import { createFilesystemStore } from './filesystem-store.js'
-import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth, type StoreRequestObserver } from './object-store.js'
+import { StoreAccessError, type ObjectStore, type RangeReader, type StoreHealth, type StoredObject, type StoreRequestObserver } from './object-store.js'
 import { createStoreRequestMetrics, type StoreRequestMetrics } from '../metrics/store-requests.js'
 import type { StoreConfig } from '../config/types.js'
 
@@ -34,6 +34,16 @@ export interface StoreOptions extends FillEvents {
   fillRetryBaseMs?: number
   /** Bandwidth budget the fills read upstream through. */
   budget?: RateBudget
+  /** Where each fill's bytes come from (a fleet's claims); default its upstream. */
+  plan?: FillPlanner
+  /** A file found in the store without a row (stored by another replica), now indexed. */
+  onAdopted?: (sha256: string) => void
+  /**
+   * List the store again at every check (`storeCheckIntervalMs`), adopting
+   * objects other replicas of a fleet stored and dropping rows of objects they
+   * removed, so that the index (and `publish: "cached"`) follows the bucket.
+   */
+  relist?: boolean
   /** How often counted hits are written to the index. */
   hitFlushIntervalMs?: number
   /**
@@ -82,6 +92,13 @@ export interface Store {
    * `StoreUnavailableError` when the store cannot be reached.
    */
   openStored(sha256: string, start: number, end: number): Promise<RangeReader | undefined>
+  /**
+   * For a file the index does not have: whether an S3 store holds it at its
+   * size (another replica of a fleet, or another proxy on the bucket, stored
+   * it); if so its row is added. Always false for the filesystem store, and
+   * while the S3 store is down.
+   */
+  adoptStored(target: FillTarget): Promise<boolean>
   /** What the store last answered, for /status and /metrics. */
   status(): StoreStatus
   /** Counts and latency of the requests sent to the store, for /metrics. */
@@ -186,6 +203,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
           reportError(`store at ${objects.location} answers again: index reconciled (${report.files} files, ${report.droppedRows} rows dropped, ${report.adoptedFiles} adopted)`)
         } else if (objects.health().state === 'unavailable') {
           await objects.head('0'.repeat(64))
+        } else if (options.relist === true) {
+          for (const sha256 of await relist(index, objects, db)) options.onAdopted?.(sha256)
         }
         if (Date.now() - lastMaintenance >= MAINTENANCE_INTERVAL_MS) {
           lastMaintenance = Date.now()
@@ -212,6 +231,14 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       const reader = await objects.openRange(sha256, start, end)
       if (reader === undefined) index.delete(sha256)
       return reader
+    },
+    async adoptStored(target) {
+      if (objects.type !== 's3' || objects.health().state === 'unavailable') return false
+      const size = await objects.head(target.sha256).catch(() => undefined)
+      if (size !== target.size) return false
+      index.put(target)
+      options.onAdopted?.(target.sha256)
+      return true
     },
     status: () => ({ type: objects.type, location: objects.location, ...objects.health() }),
     async close() {
@@ -268,9 +295,23 @@ export function holderAlive(owner: string | undefined): boolean {
 async function reconcile(index: FileIndex, objects: ObjectStore, db: SqliteDatabase, isLive: (owner: string) => boolean): Promise<Omit<StartupReport, 'abortedUploads'>> {
   const listedAt = Date.now()
   const { removedTemp, discardedFiles, objects: stored } = await objects.recover({ isLive, indexed: (sha256) => index.get(sha256) !== undefined })
+  const { droppedRows, adopted } = followListing(index, db, stored, listedAt)
+  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles: adopted.length, discardedFiles }
+}
+
+/** Lists the store again (a fleet's replicas store and remove objects): the objects adopted. */
+async function relist(index: FileIndex, objects: ObjectStore, db: SqliteDatabase): Promise<string[]> {
+  const listedAt = Date.now()
+  const stored: StoredObject[] = []
+  for await (const object of objects.list()) stored.push(object)
+  return followListing(index, db, stored, listedAt).adopted
+}
+
+/** Makes the index hold what a listing started at `listedAt` found: rows of objects gone are dropped, objects without a row adopted. */
+function followListing(index: FileIndex, db: SqliteDatabase, stored: StoredObject[], listedAt: number): { droppedRows: number; adopted: string[] } {
   const inStore = new Map(stored.map((object) => [object.sha256, object.size]))
   let droppedRows = 0
-  let adoptedFiles = 0
+  const adopted: string[] = []
   db.transaction(() => {
     for (const row of index.all()) {
       // A fill committed while the listing ran (a late reconcile) is kept.
@@ -282,8 +323,8 @@ async function reconcile(index: FileIndex, objects: ObjectStore, db: SqliteDatab
     for (const [sha256, size] of inStore) {
       if (index.get(sha256) !== undefined) continue
       index.put({ sha256, size, path: `(recovered) ${sha256}` })
-      adoptedFiles++
+      adopted.push(sha256)
     }
   })()
-  return { files: index.totals().files, removedTemp, droppedRows, adoptedFiles, discardedFiles }
+  return { droppedRows, adopted }
 }

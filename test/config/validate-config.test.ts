@@ -209,6 +209,7 @@ describe('validateConfig rejections name the key', () => {
     ['a path under /status', { mirrors: [mirror({ path: '/status/' })] }, 'config.json: mirrors[0].path: "/status/" collides with the proxy\'s own route /status'],
     ['a path under /keyring.gpg', { mirrors: [mirror({ path: '/keyring.gpg/x/' })] }, 'config.json: mirrors[0].path: "/keyring.gpg/x/" collides with the proxy\'s own route /keyring.gpg'],
     ['a path under /metrics', { mirrors: [mirror({ path: '/metrics/' })] }, 'config.json: mirrors[0].path: "/metrics/" collides with the proxy\'s own route /metrics'],
+    ['a path under /_fleet', { mirrors: [mirror({ path: '/_fleet/fills/' })] }, 'config.json: mirrors[0].path: "/_fleet/fills/" collides with the proxy\'s own route /_fleet'],
     ['a mirror without an upstream', { mirrors: [mirror({ upstream: undefined })] }, 'config.json: mirrors[0].upstream: missing (required)'],
     ['an upstream that is not a URL', { mirrors: [mirror({ upstream: 'images.maas.io/stable/' })] }, 'config.json: mirrors[0].upstream: "images.maas.io/stable/" is not a URL or an absolute path'],
     ['an ftp upstream', { mirrors: [mirror({ upstream: 'ftp://images.example/stable/' })] }, 'config.json: mirrors[0].upstream: "ftp://images.example/stable/" must be an http or https URL, a file:// URL or an absolute path'],

@@ -8,6 +8,9 @@
 
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
@@ -16,6 +19,7 @@ import { MIRROR_PATH, startHarness, type Harness, type HarnessOptions } from '..
 import { rawRequest, sha256 } from '../support/http.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
 import type { TreeItem } from '../support/upstream-tree.js'
+import type { ProductsDocument } from '../../src/streams/types.js'
 
 const BUCKET = 'proxy-cache'
 const MiB = 1024 * 1024
@@ -31,8 +35,8 @@ after(async () => {
 })
 
 /** A proxy on its own prefix of the bucket, so tests never see each other's objects. */
-async function startS3Proxy(options: HarnessOptions = {}): Promise<{ h: Harness; prefix: string }> {
-  const prefix = `${randomUUID()}/`
+async function startS3Proxy(options: HarnessOptions & { prefix?: string } = {}): Promise<{ h: Harness; prefix: string }> {
+  const prefix = options.prefix ?? `${randomUUID()}/`
   const store: Config['store'] = { type: 's3', endpoint: rgw.endpoint, bucket: BUCKET, prefix, region: 'us-east-1', forcePathStyle: true, abandonedUploadAge: 86_400 }
   const h = await startHarness({
     tree: { releases: [{ release: 'noble', version: '24.04' }], arches: ['amd64'], versions: ['20250201'], sizes: { squashfs: 24 * MiB } },
@@ -70,6 +74,40 @@ async function until(condition: () => Promise<boolean>, what: string, timeoutMs 
 }
 
 describe('the proxy on an S3 store (Ceph RGW)', () => {
+  test('a fleet replica follows the bucket: a version another replica stores is published (publish: "cached") and served as hits, without an upstream transfer', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sstream-fleet-relist-'))
+    const secretFile = join(dir, 'fleet-secret')
+    await writeFile(secretFile, 'a-fleet-secret-for-this-test\n')
+    const fleet = (port: number) => ({ advertise: `http://127.0.0.1:${port}/`, secretFile, claimTtl: 3, leaseTtl: 30 })
+    const tree = { releases: [{ release: 'noble', version: '24.04' }], arches: ['amd64'], versions: ['20250101', '20250201'] }
+    const noble = { filters: ['arch=amd64', 'release=noble'] }
+    // The older version alone in the bucket first, as an earlier selection left it.
+    const { h: seed, prefix } = await startS3Proxy({ tree, config: { fleet: fleet(1) }, mirror: { selections: [{ filters: [...noble.filters, 'version_name=20250101'] }] } })
+    assert.equal((await seed.proxy.core.prefetcher.run('stable', { gc: false })).result, 'ok')
+    await seed.close()
+    const { h: filler } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(2) }, mirror: { selections: [{ ...noble, max: 1 }] } })
+    const { h: follower } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(3) }, mirror: { publish: 'cached', selections: [{ ...noble, max: 1 }] } })
+    try {
+      const GA = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04'
+      const published = async () => {
+        const document = (await (await fetch(follower.url('streams/v1/com.ubuntu.maas:stable:v3:download.json'))).json()) as ProductsDocument
+        return Object.keys(document.products[GA]?.versions ?? {})
+      }
+      assert.deepEqual(await published(), ['20250101'])
+      assert.equal((await filler.proxy.core.prefetcher.run('stable', { gc: false })).result, 'ok')
+      // The other replica lists the bucket at every store check (every 200 ms here).
+      await until(async () => (await published()).includes('20250201'), 'the new version to be published by the other replica')
+      const squashfs = follower.tree.items.find((file) => file.path === 'noble/amd64/20250201/squashfs') as TreeItem
+      const hit = await get(follower, squashfs)
+      assert.equal(hit.headers['x-cache'], 'HIT')
+      assert.equal(sha256(hit.body), squashfs.sha256)
+      assert.equal(follower.upstream.requestCount(squashfs.path), 0)
+    } finally {
+      await follower.close()
+      await filler.close()
+    }
+  })
+
   test('a miss fills into the bucket under its sha256, the next request is a hit streamed from it, ranges too', async () => {
     const { h, prefix } = await startS3Proxy()
     try {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { openStore, type Store } from '../../src/store/store.js'
-import { VerificationError, createFillCoordinator, type Fill, type FillSource, type FillTarget } from '../../src/store/fill.js'
+import { VerificationError, createFillCoordinator, type Fill, type FillPlan, type FillSource, type FillTarget } from '../../src/store/fill.js'
 import { createFillReader } from '../../src/store/range-source.js'
 import type { StoredObject } from '../../src/store/object-store.js'
 import { UpstreamError, createUpstreamClient, type UpstreamClient } from '../../src/upstream/upstream-client.js'
@@ -373,6 +373,58 @@ describe('a fill', () => {
     reader.destroy()
     await fill.done
     assert.ok((await readFile(blobPath(target.sha256))).equals(content))
+  })
+})
+
+describe('a planned fill (a fleet decides where the bytes come from)', () => {
+  test('a plan that finds the file stored commits it at once: no transfer, a row, the plan ended', async () => {
+    const { target } = upstreamFile()
+    let ended = 0
+    const fills = createFillCoordinator({
+      objects: store.objects,
+      index: store.index,
+      plan: async (_target, upstream) => ({ stored: true, source: upstream, storedElsewhere: false, role: () => undefined, end: async () => void ended++ }),
+    })
+    const fill = fills.fill(target, sourceFor(upstream.url, target.path))
+    await fill.done
+    assert.equal(fill.state, 'committed')
+    assert.equal(store.index.get(target.sha256)?.size, target.size)
+    assert.equal(upstream.requestCount(target.path), 0)
+    assert.equal(ended, 1)
+  })
+
+  test('bytes from another replica that keep breaking off cost no attempt while they advance, are not counted as upstream bytes, and are verified', async () => {
+    const { target, content } = upstreamFile()
+    upstream.setFault(target.path, { kind: 'truncate', afterBytes: 32 * 1024 })
+    const counted = { upstream: 0, peer: 0, transfers: 0 }
+    let ended = 0
+    const plan: FillPlan = {
+      stored: false,
+      // The test upstream stands in for the owner's internal endpoint.
+      source: async (offset) => ({ ...(await sourceFor(upstream.url, target.path)(offset)), from: 'peer' }),
+      storedElsewhere: true,
+      role: () => ({ role: 'follower', owner: 'http://owner.example/' }),
+      end: async () => void ended++,
+    }
+    const fills = createFillCoordinator({
+      objects: store.objects,
+      index: store.index,
+      attempts: 2,
+      retryBaseMs: 1,
+      plan: async () => plan,
+      onUpstreamBytes: (bytes) => (counted.upstream += bytes),
+      onPeerBytes: (bytes) => (counted.peer += bytes),
+      onUpstreamTransfer: () => counted.transfers++,
+    })
+    const fill = fills.fill(target, sourceFor(upstream.url, target.path))
+    const reader = drain(readerOf(fill))
+    await until(fill, (current) => current.fleet !== undefined)
+    assert.deepEqual(fill.fleet, { role: 'follower', owner: 'http://owner.example/' })
+    await fill.done
+    assert.ok((await reader).bytes.equals(content))
+    assert.equal(upstream.rangeRequests(target.path).length, SIZE / (32 * 1024) - 1)
+    assert.deepEqual(counted, { upstream: 0, peer: SIZE, transfers: 0 })
+    assert.equal(ended, 1)
   })
 })
 

@@ -4,7 +4,7 @@ import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
+import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
 import { createS3Store, type S3StoreOptions } from '../../src/store/s3-store.js'
 import { listTempFiles } from '../support/temp-files.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
@@ -45,6 +45,34 @@ async function openS3(overrides: Partial<S3StoreOptions> = {}) {
 storeContract('the S3 store on Ceph RGW', { largeBytes: 12 * 1024 * 1024, open: () => openS3() })
 
 describe('the S3 store', () => {
+  test('a writer for an object stored elsewhere spools only, and at commit uploads only when the object is still absent', async () => {
+    const { store, prefix, uploads } = await openS3()
+    const content = randomBytes(12 * 1024 * 1024)
+    const target = { sha256: createHash('sha256').update(content).digest('hex'), size: content.length }
+    const lastModified = async () => (await rgw.client().send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}${target.sha256}` }))).LastModified?.getTime()
+    // Absent at commit: more than two parts' worth, all uploaded then, none while writing.
+    const first = await store.createWriter(target, { storedElsewhere: true })
+    await first.write([content], content.length)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.equal(await uploads(), 0, 'no upload while writing')
+    await first.commit()
+    assert.equal(await store.head(target.sha256), content.length)
+    const readBack = Buffer.alloc(content.length)
+    const reader = await store.openRange(target.sha256, 0, content.length - 1)
+    for (let at = 0; at < content.length; ) at += (await reader!.read(readBack, at, content.length - at, at)).bytesRead
+    await reader!.close()
+    assert.ok(readBack.equals(content))
+    const stored = await lastModified()
+    // Present at commit: nothing is uploaded (the object is not rewritten).
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    const second = await store.createWriter(target, { storedElsewhere: true })
+    await second.write([content], content.length)
+    await second.commit()
+    assert.equal(await lastModified(), stored)
+    assert.equal(await uploads(), 0)
+    store.close()
+  })
+
   test('aborts multipart uploads older than the set age, not those of its own running fills', async () => {
     const { store, prefix, uploads } = await openS3({ abandonedUploadAgeMs: 0 })
     await rgw.client().send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: `${prefix}${'a'.repeat(64)}` }))

@@ -61,6 +61,8 @@ export interface ChildProxy {
   process: ChildProcess
   /** Resolves when the process has exited, with everything it printed. */
   exited: Promise<Exit>
+  /** Everything it has printed so far. */
+  output(): { stdout: string; stderr: string }
   /** Sends `signal` and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<Exit>
 }
@@ -71,8 +73,8 @@ export function runServe(configPath: string): Promise<Exit> {
 }
 
 /** Starts `serve` and resolves once it logs the URL it listens on. */
-export async function startChildProxy(configPath: string, timeoutMs = 15_000): Promise<ChildProxy> {
-  const { child, exited, output } = launch(configPath)
+export async function startChildProxy(configPath: string, timeoutMs = 15_000, env: NodeJS.ProcessEnv = {}): Promise<ChildProxy> {
+  const { child, exited, output } = launch(configPath, env)
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
@@ -97,6 +99,7 @@ export async function startChildProxy(configPath: string, timeoutMs = 15_000): P
     pid: child.pid as number,
     process: child,
     exited,
+    output: () => ({ ...output }),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return exited
@@ -104,8 +107,8 @@ export async function startChildProxy(configPath: string, timeoutMs = 15_000): P
   }
 }
 
-function launch(configPath: string): { child: ChildProcess; exited: Promise<Exit>; output: { stdout: string; stderr: string } } {
-  const env = { ...process.env }
+function launch(configPath: string, extraEnv: NodeJS.ProcessEnv = {}): { child: ChildProcess; exited: Promise<Exit>; output: { stdout: string; stderr: string } } {
+  const env = { ...process.env, ...extraEnv }
   delete env.SSTREAM_PROXY_CONFIG
   const child = spawn(process.execPath, ['--import', tsx, cli, 'serve', '--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const output = { stdout: '', stderr: '' }
