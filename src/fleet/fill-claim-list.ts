@@ -7,18 +7,7 @@
  */
 
 import type { RecordStore } from '../store/s3-records.js'
-
-export interface FillClaim {
-  /** The claiming replica's id. */
-  owner: string
-  advertise: string
-  size: number
-  path: string
-  /** Epoch ms. */
-  expiresAt: number
-  /** Epoch ms when the fill was claimed, when the claim says. */
-  since?: number
-}
+import type { FillClaim } from './fill-claims.js'
 
 const SHA256_HEX = /^[0-9a-f]{64}$/
 

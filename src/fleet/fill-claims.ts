@@ -32,6 +32,8 @@ export interface FillClaim {
   path: string
   /** Milliseconds since the epoch; replicas' clocks are assumed in step (NTP) to well within a claimTtl. */
   expiresAt: number
+  /** When this replica claimed the fill (epoch ms), kept across renewals: /status shows how long it has run. */
+  since: number
 }
 
 export interface FillClaimsOptions {
@@ -65,7 +67,8 @@ export function createFillClaims(options: FillClaimsOptions): FillPlanner {
 
   return async function planFill(target: FillTarget, upstream: FillSource, signal: AbortSignal): Promise<FillPlan> {
     const name = claimName(target.sha256)
-    const newClaim = (): FillClaim => ({ owner: replica.id, advertise: replica.advertise, size: target.size, path: target.path, expiresAt: Date.now() + claimTtlMs })
+    const since = Date.now()
+    const newClaim = (): FillClaim => ({ owner: replica.id, advertise: replica.advertise, size: target.size, path: target.path, expiresAt: Date.now() + claimTtlMs, since })
     let role: FleetRole | undefined
     let etag: string | undefined
     let renewal: NodeJS.Timeout | undefined

@@ -92,7 +92,7 @@ export function createFleetMonitor(options: FleetMonitorOptions): FleetMonitor {
       )
       const claims = await listLiveClaims(records, now())
       fills = [...claims]
-        .map(([sha256, claim]) => ({ sha256, path: claim.path, size: claim.size, owner: claim.advertise, since: claim.since === undefined ? null : new Date(claim.since).toISOString() }))
+        .map(([sha256, claim]) => ({ sha256, path: claim.path, size: claim.size, owner: claim.advertise, since: new Date(claim.since).toISOString() }))
         .sort((a, b) => a.path.localeCompare(b.path))
       checkedAt = new Date(now()).toISOString()
       error = null

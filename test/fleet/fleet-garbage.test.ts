@@ -16,7 +16,7 @@ import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
 import type { Config } from '../../src/config/types.js'
 import type { LeaseRecord } from '../../src/fleet/bucket-leases.js'
 import type { FleetStatus } from '../../src/fleet/fleet-monitor.js'
-import type { FillClaim } from '../../src/fleet/fill-claim-list.js'
+import type { FillClaim } from '../../src/fleet/fill-claims.js'
 import type { RecordStore } from '../../src/store/s3-records.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
 import { startHarness, type Harness } from '../support/proxy-harness.js'
@@ -62,7 +62,7 @@ async function objectNames(prefix: string): Promise<Set<string>> {
   return new Set((page.Contents ?? []).map((object) => object.Key?.slice(prefix.length) ?? '').filter((name) => /^[0-9a-f]{64}$/.test(name)))
 }
 
-const claim = (path: string, expiresAt: number): FillClaim => ({ owner: 'other-replica', advertise: 'http://10.0.0.2:8080/', size: 1000, path, expiresAt })
+const claim = (path: string, expiresAt: number): FillClaim => ({ owner: 'other-replica', advertise: 'http://10.0.0.2:8080/', size: 1000, path, expiresAt, since: expiresAt - 60_000 })
 
 /** Polls `read` until `done` says yes; the bound is generous, as the fleet is read every leaseTtl/3. */
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
@@ -132,7 +132,7 @@ describe('the fleet on /status and /metrics', () => {
 
   test('shows this replica, the live replicas, the lease holders and the fills running fleet-wide', async () => {
     const sha256 = createHash('sha256').update(randomUUID()).digest('hex')
-    await records(first).create(`fills/${sha256}`, { ...claim('noble/amd64/20250201/squashfs', Date.now() + 60_000), since: Date.now() })
+    await records(first).create(`fills/${sha256}`, claim('noble/amd64/20250201/squashfs', Date.now() + 60_000))
     const lease = await first.proxy.core.fleetLeases?.tryAcquire('prefetch:stable')
     assert.ok(lease)
     try {
