@@ -25,6 +25,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { createBufferPool, type BufferPool } from './store/buffer-pool.js'
+import { createSharedChunks, type SharedChunks } from './store/shared-chunks.js'
 import { VerificationError } from './store/fill.js'
 import { StoreAccessError, StoreUnavailableError } from './store/object-store.js'
 import { createSource } from './upstream/create-source.js'
@@ -249,6 +250,8 @@ export interface RunningProxy {
   server: HttpServer | HttpsServer
   /** The read buffers file downloads share, under `limits.readBufferMemory`. */
   readBuffers: BufferPool
+  /** Chunks of stored files that their downloads share, taken from `readBuffers`. */
+  sharedChunks: SharedChunks
   /** `http://host:port` (or `https://`) the server listens on. */
   url: string
   /**
@@ -300,6 +303,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
   const tlsFiles = config.listen.tls === undefined ? undefined : await readTlsFiles(config.listen.tls, config.source)
   const core = await openCore(config, options)
   const readBuffers = createBufferPool({ budgetBytes: config.limits.readBufferMemory, idleMs: options.readBufferIdleMs ?? READ_BUFFER_IDLE_MS })
+  const sharedChunks = createSharedChunks({ pool: readBuffers })
   const startedAt = Date.now()
   let configLoaded = startedAt
   /** The listener for the configuration in force: the access check, the metadata fast path, then the app. */
@@ -317,6 +321,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       prefetchStatus: (mirror) => core.prefetcher.status(mirror),
       bandwidth: () => core.bandwidth(),
       readBuffers,
+      sharedChunks,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
     })
     // An HTTP/1.0 request may come without Host (RFC 9112 requires it of
@@ -400,6 +405,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     core,
     server,
     readBuffers,
+    sharedChunks,
     url,
     reload(next) {
       const done = reloads.then(() => reload(next))
