@@ -8,10 +8,10 @@
  * settled): nothing is kept for later, so memory follows what is being sent,
  * and 1,000 clients on one 8 MiB file need at most 8 MiB of chunks.
  *
- * Only for stores whose readers read at any position (the filesystem). Each
- * chunk is read through a reader of its own, opened for that read: a
- * download's reader closes when its client leaves, while others still wait for
- * the chunk.
+ * Only for stores whose readers read at any position (the filesystem).
+ * Chunks are read through a reader of their own, not a download's (that
+ * closes when its client leaves, while others still wait for the chunk): one
+ * per file, open while any chunk of the file is present.
  */
 
 import { LARGEST_BUFFER_BYTES, type BufferPool } from './buffer-pool.js'
@@ -23,7 +23,7 @@ export const CHUNK_BYTES = LARGEST_BUFFER_BYTES
 export interface SharedFile {
   sha256: string
   size: number
-  /** A reader over the stored file that reads at any position; closed after each chunk's read. */
+  /** Opens a reader over the stored file that reads at any position. */
   open(): Promise<RangeReader>
 }
 
@@ -61,12 +61,21 @@ export interface SharedChunksOptions {
 
 interface ChunkState {
   key: string
+  sha256: string
+  /** The file's reader, which this chunk keeps open while it is present. */
+  fileReader: FileReader
   references: number
   /** The pool's buffer, once taken; given back when the last reference goes and no read uses it. */
   buffer: Buffer | undefined
   reading: boolean
   /** Stops waiting for a buffer when every download that wanted the chunk has left. */
   abandoned: AbortController
+}
+
+/** The reader of one file's chunks, and how many of its chunks are present. */
+interface FileReader {
+  reader: Promise<RangeReader>
+  chunks: number
 }
 
 interface Chunk extends ChunkState {
@@ -77,6 +86,7 @@ interface Chunk extends ChunkState {
 export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
   const { pool } = options
   const chunks = new Map<string, Chunk>()
+  const readers = new Map<string, FileReader>()
   let references = 0
   let reads = 0
 
@@ -87,8 +97,26 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
     pool.giveChunk(buffer)
   }
 
+  const readerFor = (file: SharedFile): FileReader => {
+    let entry = readers.get(file.sha256)
+    if (entry === undefined) {
+      entry = { reader: file.open(), chunks: 0 }
+      // A failed open fails the chunks read through it, which is where it is awaited.
+      entry.reader.catch(() => undefined)
+      readers.set(file.sha256, entry)
+    }
+    return entry
+  }
+
+  /** Removes the chunk, once: the next download to want its bytes reads them again. */
   const forget = (chunk: ChunkState) => {
-    if (chunks.get(chunk.key) === chunk) chunks.delete(chunk.key)
+    if (chunks.get(chunk.key) !== chunk) return
+    chunks.delete(chunk.key)
+    const entry = chunk.fileReader
+    if (--entry.chunks > 0) return
+    if (readers.get(chunk.sha256) === entry) readers.delete(chunk.sha256)
+    // A read still under way finishes first: a FileHandle closes after its pending operations.
+    void entry.reader.then((reader) => reader.close()).catch(() => undefined)
   }
 
   const letGo = (chunk: Chunk) => {
@@ -107,9 +135,8 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
     chunk.buffer = buffer
     chunk.reading = true
     reads++
-    let reader: RangeReader | undefined
     try {
-      reader = await file.open()
+      const reader = await chunk.fileReader.reader
       let filled = 0
       while (filled < length) {
         const { bytesRead } = await reader.read(buffer, filled, length - filled, start + filled)
@@ -122,7 +149,6 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
       forget(chunk)
       throw error
     } finally {
-      await reader?.close().catch(() => undefined)
       chunk.reading = false
       giveBack(chunk)
     }
@@ -136,7 +162,9 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
       const key = `${file.sha256}:${index}`
       let chunk = chunks.get(key)
       if (chunk === undefined) {
-        const state: ChunkState = { key, references: 0, buffer: undefined, reading: false, abandoned: new AbortController() }
+        const fileReader = readerFor(file)
+        fileReader.chunks++
+        const state: ChunkState = { key, sha256: file.sha256, fileReader, references: 0, buffer: undefined, reading: false, abandoned: new AbortController() }
         chunk = Object.assign(state, { ready: read(state, file, index) })
         // Awaited by every download holding a reference; this only keeps a failure after they all left from going unhandled.
         chunk.ready.catch(() => undefined)

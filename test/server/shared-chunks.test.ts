@@ -3,7 +3,8 @@
  * through the real server on a real socket: many clients on one file read
  * each 1 MiB chunk from disk once, ranged and full requests on several files
  * at once get exactly their bytes while the budget is contested and never
- * passed, and clients that leave mid-transfer let go of their chunks.
+ * passed, clients that leave mid-transfer let go of their chunks, and a
+ * download whose file cannot be opened again reads it alone.
  */
 
 import { after, before, describe, test } from 'node:test'
@@ -148,5 +149,23 @@ describe('downloads of one stored file share their chunks', () => {
     for (const response of left) assert.ok(response.body.length < FILE_BYTES && !response.complete)
     for (const response of await Promise.all(staying)) assert.equal(sha256(response.body), image.sha256)
     assert.ok(await eventually(allLetGo), `chunks still held after the clients left: ${JSON.stringify(h.proxy.sharedChunks.stats())}, ${h.proxy.readBuffers.stats().heldBytes} bytes of the budget`)
+  })
+
+  test('a file gone from the store once its download began is sent whole through the reader the download opened', async () => {
+    const image = images[1] as TreeItem
+    // The download's own reader opens; every later open (a chunk's) finds the file gone, as after a removal.
+    let opens = 0
+    const openRange = objects.openRange.bind(objects)
+    objects.openRange = async (sha256, start, end) => (++opens === 1 ? openRange(sha256, start, end) : undefined)
+    let response
+    try {
+      response = await rawRequest(h.proxy.url, MIRROR_PATH + image.path, { headers: { range: `bytes=12345-` } })
+    } finally {
+      objects.openRange = openRange
+    }
+    assert.equal(response.status, 206)
+    assert.ok(opens >= 2, 'a chunk was opened apart from the download')
+    assert.equal(sha256(response.body), sha256(bytesOf(image).subarray(12_345)))
+    assert.ok(await eventually(allLetGo))
   })
 })
