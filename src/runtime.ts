@@ -25,6 +25,7 @@ import { createTraffic, type Traffic } from './server/traffic.js'
 import { loadOrCreateSigningKey, type SigningKey } from './streams/signing-key.js'
 import { openStore, type Store } from './store/store.js'
 import { createBufferPool, type BufferPool } from './store/buffer-pool.js'
+import { createSharedChunks, type SharedChunks } from './store/shared-chunks.js'
 import { VerificationError } from './store/fill.js'
 import { StoreAccessError, StoreUnavailableError } from './store/object-store.js'
 import { createSource } from './upstream/create-source.js'
@@ -295,6 +296,8 @@ export interface RunningProxy {
   server: HttpServer | HttpsServer
   /** The read buffers file downloads share, under `limits.readBufferMemory`. */
   readBuffers: BufferPool
+  /** Chunks of stored files that their downloads share, taken from `readBuffers`. */
+  sharedChunks: SharedChunks
   /** `http://host:port` (or `https://`) the server listens on. */
   url: string
   /**
@@ -350,6 +353,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     await core.close()
     throw error
   })
+  const sharedChunks = createSharedChunks({ pool: readBuffers })
   const startedAt = Date.now()
   let configLoaded = startedAt
   /** The listener for the configuration in force: the access check, the metadata fast path, then the app. */
@@ -368,6 +372,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
       bandwidth: () => core.bandwidth(),
       readBuffers,
       fleet: monitor && (() => monitor.status()),
+      sharedChunks,
       sendStallTimeoutMs: options.sendStallTimeoutMs,
       replica: core.replica,
     })
@@ -453,6 +458,7 @@ export async function startProxy(config: Config, options: StartProxyOptions): Pr
     core,
     server,
     readBuffers,
+    sharedChunks,
     url,
     reload(next) {
       const done = reloads.then(() => reload(next))

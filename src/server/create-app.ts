@@ -24,6 +24,7 @@ import { VerificationError } from '../store/fill.js'
 import type { UpstreamClient } from '../upstream/upstream-client.js'
 import { answerFile, RETRY_AFTER_SECONDS, type FileAnswer } from './file-response.js'
 import type { BufferPool } from '../store/buffer-pool.js'
+import type { SharedChunks } from '../store/shared-chunks.js'
 import { rangeStream, sendRange } from '../store/range-source.js'
 import { rawRequestPath, resolveRequestPath } from './request-path.js'
 import { buildStatusReport, type StatusDeps } from './status-report.js'
@@ -53,6 +54,8 @@ export interface AppDeps {
   /** The read buffers every file download shares, under `limits.readBufferMemory`. */
   readBuffers: BufferPool
   fleet?: StatusDeps['fleet']
+  /** Chunks of stored files that their downloads share, from the same budget. */
+  sharedChunks?: SharedChunks
   /** How long a file download may take no bytes before it is cut; default 120 s. */
   sendStallTimeoutMs?: number
   /** This process as a replica of a fleet: the internal endpoint answers the other replicas. */
@@ -320,6 +323,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     void sendRange(source, outgoing, {
       onBytes: count,
       pool: deps.readBuffers,
+      chunks: deps.sharedChunks,
       signal: connection === undefined ? undefined : connectionClosed(connection),
       stallMs,
       onStall: () => log.warn('client stopped reading', { path: c.req.path, sentBytes: bytes, stalledSeconds: stallMs / 1000 }),

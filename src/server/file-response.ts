@@ -10,6 +10,7 @@ import { fillRange, storedRange, type RangeSource } from '../store/range-source.
 import { StoreUnavailableError, type RangeReader } from '../store/object-store.js'
 import type { FillSource } from '../store/fill.js'
 import { awaitFirstBytes } from '../store/first-bytes.js'
+import type { SharedFile } from '../store/shared-chunks.js'
 import type { ServableFile } from '../mirror/publication.js'
 import { sizeConflict } from '../streams/size-consistency.js'
 import { parseRange } from './byte-range.js'
@@ -75,7 +76,7 @@ export async function answerFile(store: Store, file: ServableFile, request: File
     }
     if (reader !== undefined) {
       store.index.recordHit(file.sha256)
-      return { kind: 'body', status, headers, body: storedRange(reader, start, end), cache }
+      return { kind: 'body', status, headers, body: storedRange(reader, start, end, sharedFile(store, file)), cache }
     }
     // Gone from the store since it was indexed (its row is dropped): a miss after all.
     cache = 'miss'
@@ -92,4 +93,19 @@ export async function answerFile(store: Store, file: ServableFile, request: File
   const fillConflict = sizeConflict(file, { size: first.fill.target.size, state: 'being fetched' })
   if (fillConflict !== undefined) return { kind: 'inconsistent', message: fillConflict }
   return { kind: 'body', status, headers, body: fillRange(first.fill, store.objects, start, end), cache }
+}
+
+/** The stored file's chunks may be shared by its downloads when the store reads at any position. */
+function sharedFile(store: Store, file: ServableFile): SharedFile | undefined {
+  const { objects } = store
+  if (objects.positionalReads !== true) return undefined
+  return {
+    sha256: file.sha256,
+    size: file.size,
+    async open() {
+      const reader = await objects.openRange(file.sha256, 0, file.size - 1)
+      if (reader === undefined) throw new Error(`${file.path}: gone from the store`)
+      return reader
+    },
+  }
 }

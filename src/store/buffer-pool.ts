@@ -7,6 +7,8 @@
  * fits the budget instead of memory growing with the clients. When not even
  * the smallest pair fits, a transfer waits its turn (first come, first served),
  * and transfers holding more than a fair share trade their pair for a smaller one.
+ * The shared chunks of stored files (shared-chunks.ts) take whole 1 MiB
+ * buffers from the same budget, one at a time, and wait in the same line.
  *
  * Buffers are carved out of 32 MiB slabs, in 1 MiB pages each holding buffers
  * of one size, and the budget counts pages. A slab is one allocation that
@@ -42,7 +44,7 @@ export interface BufferPoolStats {
   allocatedBytes: number
   /** Transfers holding a pair of buffers. */
   transfers: number
-  /** Transfers waiting for the budget. */
+  /** Transfers and shared chunks waiting for the budget. */
   waiting: number
 }
 
@@ -63,6 +65,14 @@ export interface BufferPool {
   oversized(buffers: readonly Buffer[]): boolean
   /** Gives a pair back and waits, behind those already waiting, for one of the fair size. */
   trade(buffers: readonly Buffer[], signal?: AbortSignal): Promise<Buffer[]>
+  /**
+   * One 1 MiB buffer for a chunk that many transfers share (one page of the
+   * budget). Waits its turn, in the same line as pairs, when the budget is
+   * spent; rejects if `signal` aborts first.
+   */
+  takeChunk(signal?: AbortSignal): Promise<Buffer>
+  /** Returns a chunk's buffer once no write holds it. */
+  giveChunk(buffer: Buffer): void
   stats(): BufferPoolStats
 }
 
@@ -94,6 +104,8 @@ interface Page {
 }
 
 interface Waiter {
+  /** A pair for a transfer, or one 1 MiB buffer for a shared chunk. */
+  wants: 'pair' | 'chunk'
   resolve(buffers: Buffer[]): void
   reject(error: Error): void
   signal: AbortSignal | undefined
@@ -172,6 +184,12 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     return undefined
   }
 
+  /** A 1 MiB buffer for a shared chunk, if a page is free. */
+  const tryTakeChunk = (): Buffer[] | undefined => {
+    if (freeBuffers(LARGEST_BUFFER_BYTES) < 1) return undefined
+    return [takeBuffer(LARGEST_BUFFER_BYTES)]
+  }
+
   const giveBuffer = (buffer: Buffer) => {
     const page = pageOf.get(buffer)
     if (page === undefined) throw new RangeError(`a ${buffer.length}-byte buffer this pool did not hand out`)
@@ -218,10 +236,11 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     transfers--
   }
 
-  const wait = (signal: AbortSignal | undefined) =>
+  const wait = (signal: AbortSignal | undefined, wants: Waiter['wants'] = 'pair') =>
     new Promise<Buffer[]>((resolve, reject) => {
       if (signal?.aborted === true) return reject(new Error('transfer ended before it got read buffers'))
       const waiter: Waiter = {
+        wants,
         resolve,
         reject,
         signal,
@@ -238,8 +257,8 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     })
 
   const serveWaiters = () => {
-    while (waiters.length > 0) {
-      const buffers = tryTake(transfers + waiters.length)
+    for (let first = waiters[0]; first !== undefined; first = waiters[0]) {
+      const buffers = first.wants === 'chunk' ? tryTakeChunk() : tryTake(transfers + waiters.length)
       if (buffers === undefined) return
       const waiter = waiters.shift() as Waiter
       waiter.signal?.removeEventListener('abort', waiter.onAbort)
@@ -262,6 +281,16 @@ export function createBufferPool(options: BufferPoolOptions): BufferPool {
     },
     give(buffers) {
       release(buffers)
+      serveWaiters()
+    },
+    async takeChunk(signal) {
+      const buffers = waiters.length === 0 && signal?.aborted !== true ? tryTakeChunk() : undefined
+      const [buffer] = buffers ?? (await wait(signal, 'chunk'))
+      return buffer as Buffer
+    },
+    giveChunk(buffer) {
+      if (buffer.length !== LARGEST_BUFFER_BYTES) throw new RangeError(`a ${buffer.length}-byte buffer given back as a chunk`)
+      giveBuffer(buffer)
       serveWaiters()
     },
     oversized: (buffers) => waiters.length > 0 && (buffers[0]?.length ?? 0) > sizeFor(transfers + waiters.length),

@@ -54,6 +54,7 @@ export function createFilesystemStore(options: FilesystemStoreOptions): ObjectSt
   return {
     type: 'filesystem',
     location: blobRoot,
+    positionalReads: true,
     localPath: blobPath,
     async check() {
       await mkdir(blobRoot, { recursive: true })

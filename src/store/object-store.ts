@@ -102,6 +102,12 @@ export interface ObjectStore {
   readonly type: 'filesystem' | 's3'
   /** Where the objects live, for logs and /status: a folder, or `s3://bucket/prefix at endpoint`. */
   readonly location: string
+  /**
+   * True when a stored object's readers read at any position, in any order,
+   * and opening one is cheap (the filesystem): downloads of one file then
+   * share the chunks they read (shared-chunks.ts). An S3 reader streams forward.
+   */
+  readonly positionalReads?: boolean
   /** The local path of a stored object when the store is a local filesystem (export links it). */
   localPath?(sha256: string): string
   /**

@@ -4,7 +4,9 @@
  * verified). Bytes are read through the store's `RangeReader`, whichever
  * store it is. Both ways of sending a range, straight into a Node response
  * (`sendRange`) or as a Readable (`rangeStream`), read through this one
- * interface, so a hit and a miss follow the same rules.
+ * interface, so a hit and a miss follow the same rules. `sendRange` sends
+ * a stored file of a store that reads at any position from chunks shared with
+ * every other download of it (shared-chunks.ts).
  */
 
 import type { ServerResponse } from 'node:http'
@@ -12,6 +14,7 @@ import { Readable } from 'node:stream'
 import { LARGEST_BUFFER_BYTES, type BufferPool } from './buffer-pool.js'
 import type { Fill } from './fill.js'
 import type { ObjectStore, RangeReader } from './object-store.js'
+import { CHUNK_BYTES, type ChunkLease, type SharedChunks, type SharedFile } from './shared-chunks.js'
 
 export const READ_CHUNK_BYTES = LARGEST_BUFFER_BYTES
 
@@ -30,6 +33,8 @@ export interface RangeSource {
   changed(): Promise<void>
   /** Bytes `[position, end)` already in memory, to send without reading the file; undefined when not held. */
   held(position: number, end: number): Buffer[] | undefined
+  /** Set when the source is a stored file whose reader reads at any position: its chunks may be shared with other downloads. */
+  readonly shared?: SharedFile
   /**
    * Closes the reader the source holds, if any; `open` fails afterwards. The
    * source owns its reader: a sender calls this once when it is done, in every
@@ -38,12 +43,17 @@ export interface RangeSource {
   close(): Promise<void>
 }
 
-/** A stored (verified) file, already opened at `start`: the source owns the reader from here on. */
-export function storedRange(reader: RangeReader, start: number, end: number): RangeSource {
+/**
+ * A stored (verified) file, already opened at `start`: the source owns the
+ * reader from here on. `shared` names the file when `reader` reads at any
+ * position, so that its downloads may share chunks.
+ */
+export function storedRange(reader: RangeReader, start: number, end: number, shared?: SharedFile): RangeSource {
   let closed = false
   return {
     start,
     end,
+    shared,
     open: () => (closed ? Promise.reject(new Error('range source closed')) : Promise.resolve(reader)),
     available: () => end + 1,
     final: () => true,
@@ -134,6 +144,8 @@ export interface SendRangeOptions {
   onBytes(bytes: number): void
   /** Read buffers, shared by every transfer under one budget. */
   pool: BufferPool
+  /** Chunks of stored files shared by their downloads (from the same budget); without it every download reads alone. */
+  chunks?: SharedChunks
   /**
    * Ends the transfer when aborted: the connection closed. A pipelined
    * response has no socket until the one before it ends, and when its client
@@ -148,7 +160,9 @@ export interface SendRangeOptions {
 
 /**
  * Writes the range into a Node response, then ends it. Bytes a fill still
- * holds in memory go out as they are; the rest is read with two buffers from
+ * holds in memory go out as they are, and a stored file's shared chunks
+ * (`options.chunks`, when `source.shared` is set) are held only until their
+ * write settles; the rest is read with two buffers from
  * the pool (1 MiB each, smaller when many transfers run), taken on the first
  * read and used in turn (one is read from disk while the other is on the socket): a read stream would
  * allocate a fresh buffer per chunk, and that garbage costs a large share of
@@ -164,12 +178,28 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
   let position = source.start
   let writing: Promise<void> | undefined
   let turn = 0
+  /** A chunk that cannot be read shared (the file was removed since this download opened it) is read alone. */
+  let sharing = source.shared !== undefined && options.chunks !== undefined
   try {
     while (!response.destroyed && options.signal?.aborted !== true) {
       const step = await nextStep(source, position)
       if (step === 'done') break
       let chunks = step.held
-      if (chunks === undefined) {
+      let lease: ChunkLease | undefined
+      if (chunks === undefined && sharing && source.shared !== undefined && options.chunks !== undefined) {
+        // The aligned chunk holding `position`, shared with every download of the file; sent from `position` on.
+        const index = Math.floor(position / CHUNK_BYTES)
+        const chunkStart = index * CHUNK_BYTES
+        try {
+          lease = await options.chunks.acquire(source.shared, index, options.signal)
+        } catch (error) {
+          if (clientLeft(response, options.signal)) throw error
+          // Through this download's own reader, opened before: a removed file stays readable there.
+          sharing = false
+          continue
+        }
+        chunks = [lease.bytes.subarray(position - chunkStart, Math.min(lease.bytes.length, source.end + 1 - chunkStart))]
+      } else if (chunks === undefined) {
         handle ??= await source.open(position)
         if (buffers !== undefined && pool.oversized(buffers)) {
           // Others wait for the budget: trade this pair, once no write holds it, for a fair one.
@@ -188,8 +218,13 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       }
       const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
       position += bytes
-      await writing
+      await writing?.catch((error: unknown) => {
+        lease?.release()
+        throw error
+      })
       writing = write(response, chunks, options)
+      // The chunk is held until the socket no longer needs its bytes.
+      if (lease !== undefined) void writing.then(lease.release, lease.release)
       // Awaited on the next turn; if the loop stops first, its failure is the client's leaving.
       writing.catch(() => undefined)
       options.onBytes(bytes)
@@ -209,6 +244,11 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       pool.give(buffers)
     }
   }
+}
+
+/** True once the response can take no more bytes. */
+function clientLeft(response: ServerResponse, signal: AbortSignal | undefined): boolean {
+  return response.destroyed || signal?.aborted === true
 }
 
 /**

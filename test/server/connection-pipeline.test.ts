@@ -78,7 +78,7 @@ describe('pipelined requests', () => {
     await h.close()
   })
 
-  test('500 queued GETs of a stored 4 MiB file from a client that never reads hold one file and one pair of read buffers, all released on reset', async (t) => {
+  test('500 queued GETs of a stored 4 MiB file from a client that never reads hold one file (opened twice) and two chunks, all released on reset', async (t) => {
     const fdsBefore = await openFds()
     const buffersBefore = h.proxy.readBuffers.stats().transfers
     const socket = await pipeline(h, image.path, 500)
@@ -86,14 +86,18 @@ describe('pipelined requests', () => {
     await sleep(1_000)
     const fdsHeld = await openFds()
     const buffersHeld = h.proxy.readBuffers.stats().transfers
+    const chunksHeld = h.proxy.sharedChunks.stats().chunks
     socket.resetAndDestroy()
     const fdsAfter = await waitFor(openFds, (fds) => fds <= fdsBefore)
     const buffersAfter = await waitFor(() => h.proxy.readBuffers.stats().transfers, (inUse) => inUse <= buffersBefore)
     t.diagnostic(`fds: ${fdsBefore} before, ${fdsHeld} held, ${fdsAfter} after; transfers holding buffers: ${buffersBefore}, ${buffersHeld}, ${buffersAfter}; rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`)
-    // The connection's socket and the head response's file.
-    assert.ok(fdsHeld - fdsBefore <= 3, `${fdsHeld - fdsBefore} descriptors opened for one connection`)
+    // The connection's socket, the head response's reader and the file's shared-chunk reader.
+    assert.ok(fdsHeld - fdsBefore <= 4, `${fdsHeld - fdsBefore} descriptors opened for one connection`)
     assert.ok(buffersHeld - buffersBefore <= 1, `${buffersHeld - buffersBefore} pairs of read buffers held for one connection`)
+    // The chunk on the socket and the next one.
+    assert.ok(chunksHeld <= 2, `${chunksHeld} shared chunks held for one connection`)
     assert.ok(fdsAfter <= fdsBefore, `${fdsAfter - fdsBefore} descriptors still open after the client left`)
+    assert.equal(await waitFor(() => h.proxy.sharedChunks.stats().references, (held) => held === 0), 0, 'chunks still held after the client left')
     assert.equal(buffersAfter, buffersBefore)
     assert.deepEqual(warnings.filter((warning) => /MaxListeners|Closing file descriptor/.test(warning)), [])
   })
