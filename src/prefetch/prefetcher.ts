@@ -149,6 +149,7 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
   const listeners = new Map<Mirror, () => void>()
   let timer: NodeJS.Timeout | undefined
   let started = false
+  let startedAt = 0
   const windows = settings.windows ?? []
   const now = options.now ?? (() => new Date())
   let windowTimer: NodeJS.Timeout | undefined
@@ -275,7 +276,11 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
 
   /** Whether the fleet owes a pass of the mirror's selection `digest`: none of it finished within the interval. */
   async function dueFleetWide(mirror: Mirror, digest: string | null): Promise<boolean> {
-    return passDue(await fleet?.passes.last(mirror.config.name), digest, settings.interval * 1000, Date.now())
+    const last = await fleet?.passes.last(mirror.config.name)
+    // With no pass on record the fleet starts as a lone proxy does: at once
+    // with `onStart`, otherwise an interval after this replica started.
+    if (last === undefined && !settings.onStart && Date.now() - startedAt < settings.interval * 1000) return false
+    return passDue(last, digest, settings.interval * 1000, Date.now())
   }
 
   /** Collects across every mirror; a mirror without metadata stops it (its files are unknown). */
@@ -337,6 +342,7 @@ export function createPrefetcher(options: PrefetcherOptions): Prefetcher {
     start(startOptions = {}) {
       if (started) return
       started = true
+      startedAt = Date.now()
       // The budget outlives reloads: a prefetcher built by one must not inherit
       // the pause of the one it replaces (outside windows checkWindow pauses it again).
       options.budget?.pausePrefetch(false)

@@ -85,8 +85,14 @@ describe('the proxy on an S3 store (Ceph RGW)', () => {
     const { h: seed, prefix } = await startS3Proxy({ tree, config: { fleet: fleet(1) }, mirror: { selections: [{ filters: [...noble.filters, 'version_name=20250101'] }] } })
     assert.equal((await seed.proxy.core.prefetcher.run('stable', { gc: false })).result, 'ok')
     await seed.close()
-    const { h: filler } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(2) }, mirror: { selections: [{ ...noble, max: 1 }] } })
-    const { h: follower } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(3) }, mirror: { publish: 'cached', selections: [{ ...noble, max: 1 }] } })
+    const { h: filler } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(2) }, mirror: { publish: 'cached', selections: [{ ...noble, max: 1 }] } })
+    // Replicas of one bucket have the same mirrors and signing key (the fleet refuses others): the filler's.
+    const { h: follower } = await startS3Proxy({ prefix, tree, config: { fleet: fleet(3), mirrors: filler.config.mirrors, signingKey: filler.config.signingKey } }).catch(
+      async (error: unknown) => {
+        await filler.close()
+        throw error
+      },
+    )
     try {
       const GA = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04'
       const published = async () => {
@@ -97,11 +103,12 @@ describe('the proxy on an S3 store (Ceph RGW)', () => {
       assert.equal((await filler.proxy.core.prefetcher.run('stable', { gc: false })).result, 'ok')
       // The other replica lists the bucket at every store check (every 200 ms here).
       await until(async () => (await published()).includes('20250201'), 'the new version to be published by the other replica')
-      const squashfs = follower.tree.items.find((file) => file.path === 'noble/amd64/20250201/squashfs') as TreeItem
+      const squashfs = filler.tree.items.find((file) => file.path === 'noble/amd64/20250201/squashfs') as TreeItem
       const hit = await get(follower, squashfs)
       assert.equal(hit.headers['x-cache'], 'HIT')
       assert.equal(sha256(hit.body), squashfs.sha256)
-      assert.equal(follower.upstream.requestCount(squashfs.path), 0)
+      // The filler's pass fetched it; the other replica's hit fetched nothing.
+      assert.equal(filler.upstream.requestCount(squashfs.path), 1)
     } finally {
       await follower.close()
       await filler.close()
