@@ -151,7 +151,8 @@ export interface SendRangeOptions {
 
 /**
  * Writes the range into a Node response, then ends it. Bytes a fill still
- * holds in memory go out as they are; the rest is read with two 1 MiB
+ * holds in memory go out as they are, and so do the chunks of a reader that
+ * streams them (`readChunks`, an object store's body); the rest is read with two 1 MiB
  * buffers from the pool, taken on the first read and used in turn (one is
  * read from disk while the other is on the socket): a read stream would
  * allocate a fresh buffer per chunk, and that garbage costs a large share of
@@ -174,13 +175,18 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       let chunks = step.held
       if (chunks === undefined) {
         handle ??= await source.open(position)
-        buffers ??= [pool.take(), pool.take()]
-        // This buffer's last write was awaited before the other buffer was written.
-        const buffer = buffers[turn] as Buffer
-        turn ^= 1
-        const { bytesRead } = await handle.read(buffer, 0, step.read, position)
-        if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
-        chunks = [buffer.subarray(0, bytesRead)]
+        if (handle.readChunks !== undefined) {
+          // A streamed body's own chunks go out as they came: no read buffers, no copy.
+          chunks = await handle.readChunks(step.read, position)
+        } else {
+          buffers ??= [pool.take(), pool.take()]
+          // This buffer's last write was awaited before the other buffer was written.
+          const buffer = buffers[turn] as Buffer
+          turn ^= 1
+          const { bytesRead } = await handle.read(buffer, 0, step.read, position)
+          chunks = bytesRead === 0 ? [] : [buffer.subarray(0, bytesRead)]
+        }
+        if (chunks.length === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
       }
       const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
       position += bytes
