@@ -99,17 +99,25 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
 
 /**
  * One round per file, each cold: the file straight from upstream, then
- * through the proxy, with the upstream limited to `rate` per connection.
+ * through the proxy (then through each of `otherMirrorUrls`, other proxies
+ * in front of the same upstream), with the upstream limited to `rate` per connection.
  */
-export async function pairedMisses(stand: Stand, files: readonly UpstreamItem[], rate: number): Promise<{ direct: Transfer[]; proxied: Transfer[] }> {
+export async function pairedMisses(
+  stand: Stand,
+  files: readonly UpstreamItem[],
+  rate: number,
+  otherMirrorUrls: readonly string[] = [],
+): Promise<{ direct: Transfer[]; proxied: Transfer[]; others: Transfer[][] }> {
   await stand.upstream.setRate(rate)
   const direct: Transfer[] = []
   const proxied: Transfer[] = []
+  const others = otherMirrorUrls.map((): Transfer[] => [])
   for (const file of files) {
     direct.push(checked(await get(`${stand.upstream.url}${file.path}`), file.size))
     proxied.push(checked(await get(`${stand.proxy.mirrorUrl}${file.path}`), file.size))
+    for (const [at, mirrorUrl] of otherMirrorUrls.entries()) others[at]?.push(checked(await get(`${mirrorUrl}${file.path}`), file.size))
   }
-  return { direct, proxied }
+  return { direct, proxied, others }
 }
 
 export const mbps = (transfer: Transfer): number => transfer.bytes / 1e6 / (transfer.ms / 1000)

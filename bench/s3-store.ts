@@ -6,7 +6,10 @@
  * no signature), 1 and 4 concurrent clients, rounds alternating, and the
  * time to first byte of the 1-client rounds. Miss: a cold 256 MiB file
  * through the proxy, which spools it and uploads it in parts while serving,
- * against the same file straight from upstream at 200 MB/s per connection.
+ * against the same file straight from upstream at 200 MB/s per connection;
+ * a second proxy with the filesystem store fetches the same cold files in
+ * the same rounds (its figures are in the row's details), which tells the S3
+ * store's own cost from what the machine allowed a miss in that run.
  */
 
 import { join } from 'node:path'
@@ -14,7 +17,8 @@ import { PutBucketPolicyCommand } from '@aws-sdk/client-s3'
 import { startCephRgw, type CephRgw } from '../test/support/ceph-rgw.js'
 import { get, getAll, type Transfer } from './lib/http-client.js'
 import { MiB, median, type BenchResult } from './lib/results.js'
-import { squashfsTree, startStand, type Stand } from './lib/stand.js'
+import { startProxyProcess, type ProxyProcess } from './lib/proxy-process.js'
+import { metadataLoaded, squashfsTree, startStand, type Stand } from './lib/stand.js'
 import { checked, mbps, pairedMisses } from './miss.js'
 
 const FILE_BYTES = 256 * MiB
@@ -36,6 +40,7 @@ export interface S3BenchOptions {
 export async function benchS3Store(dir: string, options: S3BenchOptions = {}): Promise<BenchResult[]> {
   const rgw = await startCephRgw({ storeBytes: STORE_BYTES })
   let stand: Stand | undefined
+  let filesystemProxy: ProxyProcess | undefined
   try {
     await rgw.createBucket(BUCKET)
     await allowAnonymousGets(rgw)
@@ -48,10 +53,14 @@ export async function benchS3Store(dir: string, options: S3BenchOptions = {}): P
     })
     const [stored, ...cold] = stand.items('/squashfs')
     if (stored === undefined) throw new Error('s3-store: the tree has no squashfs')
-    const misses = await pairedMisses(stand, cold, UPSTREAM_RATE)
+    // The same cold files through a second proxy with the filesystem store: what the machine allows a miss in this run.
+    filesystemProxy = await startProxyProcess({ upstreamUrl: stand.upstream.url, keyringPath: stand.upstream.keyringPath, dir: join(dir, 'filesystem-proxy') })
+    await metadataLoaded(filesystemProxy)
+    const misses = await pairedMisses(stand, cold, UPSTREAM_RATE, [filesystemProxy.mirrorUrl])
     await stand.upstream.setRate(undefined)
     return [...missRows(misses), ...(await hitRows(stand, rgw, stored.path, stored.sha256, stored.size))]
   } finally {
+    await filesystemProxy?.close()
     await stand?.close()
     await rgw.down()
   }
@@ -63,8 +72,10 @@ async function allowAnonymousGets(rgw: CephRgw): Promise<void> {
   await rgw.client().send(new PutBucketPolicyCommand({ Bucket: BUCKET, Policy: JSON.stringify(policy) }))
 }
 
-function missRows({ direct, proxied }: { direct: Transfer[]; proxied: Transfer[] }): BenchResult[] {
+function missRows({ direct, proxied, others }: { direct: Transfer[]; proxied: Transfer[]; others: Transfer[][] }): BenchResult[] {
   const ratio = median(proxied.map((transfer, round) => mbps(transfer) / mbps(direct[round] as Transfer)))
+  const filesystem = others[0] ?? []
+  const filesystemRatio = median(filesystem.map((transfer, round) => mbps(transfer) / mbps(direct[round] as Transfer)))
   return [
     {
       name: '9 S3 store miss throughput, 256 MiB cold file',
@@ -82,6 +93,8 @@ function missRows({ direct, proxied }: { direct: Transfer[]; proxied: Transfer[]
         rounds: direct.length,
         proxyRuns: proxied.map((transfer) => Math.round(mbps(transfer))).join(' '),
         directRuns: direct.map((transfer) => Math.round(mbps(transfer))).join(' '),
+        filesystemStoreRuns: filesystem.map((transfer) => Math.round(mbps(transfer))).join(' '),
+        filesystemStoreRatio: Number(filesystemRatio.toFixed(2)),
       },
     },
   ]

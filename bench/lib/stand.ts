@@ -54,7 +54,8 @@ export async function startStand(options: StandOptions): Promise<Stand> {
   }
 }
 
-async function metadataLoaded(proxy: ProxyProcess): Promise<void> {
+/** Waits until `proxy` has every mirror's metadata. */
+export async function metadataLoaded(proxy: ProxyProcess): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
     const status = (await (await fetch(proxy.statusUrl, { headers: { accept: 'application/json' } })).json()) as { mirrors: Array<{ metadataUpdated: string | null }> }
