@@ -30,15 +30,7 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
   const stand = await startStand({ dir: join(dir, 'stand'), tree: squashfsTree(FILE_BYTES, MISS_ROUNDS + 4) })
   try {
     const files = stand.items('/squashfs')
-    await stand.upstream.setRate(UPSTREAM_RATE)
-    const direct: Transfer[] = []
-    const proxied: Transfer[] = []
-    for (let round = 0; round < MISS_ROUNDS; round++) {
-      const file = files[round]!
-      direct.push(checked(await get(`${stand.upstream.url}${file.path}`), file.size))
-      proxied.push(checked(await get(`${stand.proxy.mirrorUrl}${file.path}`), file.size))
-    }
-    const mbps = (transfer: Transfer) => transfer.bytes / 1e6 / (transfer.ms / 1000)
+    const { direct, proxied } = await pairedMisses(stand, files.slice(0, MISS_ROUNDS), UPSTREAM_RATE)
     const rate = (transfers: Transfer[]) => median(transfers.map(mbps))
     const ttfb = (transfers: Transfer[]) => median(transfers.map((transfer) => transfer.ttfbMs))
     const throughputRatio = median(proxied.map((transfer, round) => mbps(transfer) / mbps(direct[round] as Transfer)))
@@ -105,6 +97,31 @@ export async function benchMiss(dir: string): Promise<BenchResult[]> {
   }
 }
 
+/**
+ * One round per file, each cold: the file straight from upstream, then
+ * through the proxy (then through each of `otherMirrorUrls`, other proxies
+ * in front of the same upstream), with the upstream limited to `rate` per connection.
+ */
+export async function pairedMisses(
+  stand: Stand,
+  files: readonly UpstreamItem[],
+  rate: number,
+  otherMirrorUrls: readonly string[] = [],
+): Promise<{ direct: Transfer[]; proxied: Transfer[]; others: Transfer[][] }> {
+  await stand.upstream.setRate(rate)
+  const direct: Transfer[] = []
+  const proxied: Transfer[] = []
+  const others = otherMirrorUrls.map((): Transfer[] => [])
+  for (const file of files) {
+    direct.push(checked(await get(`${stand.upstream.url}${file.path}`), file.size))
+    proxied.push(checked(await get(`${stand.proxy.mirrorUrl}${file.path}`), file.size))
+    for (const [at, mirrorUrl] of otherMirrorUrls.entries()) others[at]?.push(checked(await get(`${mirrorUrl}${file.path}`), file.size))
+  }
+  return { direct, proxied, others }
+}
+
+export const mbps = (transfer: Transfer): number => transfer.bytes / 1e6 / (transfer.ms / 1000)
+
 interface Coalesced {
   oneMs: number
   manyMs: number
@@ -155,7 +172,7 @@ async function nginxToMany(stand: Stand, item: UpstreamItem, dir: string): Promi
   }
 }
 
-function checked(transfer: Transfer, size: number): Transfer {
+export function checked(transfer: Transfer, size: number): Transfer {
   if (transfer.status !== 200 || transfer.bytes !== size) throw new Error(`miss: status ${transfer.status}, ${transfer.bytes} of ${size} bytes`)
   return transfer
 }

@@ -16,9 +16,10 @@ import { benchFanOut } from './fan-out.js'
 import { benchMemory } from './memory.js'
 import { benchMetadata } from './metadata.js'
 import { benchMiss } from './miss.js'
+import { benchS3Store } from './s3-store.js'
 import { buildProxy } from './lib/proxy-process.js'
 import { describeMachine, formatTable, writeResults, type BenchResult } from './lib/results.js'
-import { ensureTools } from './lib/tools.js'
+import { ensureTools, type Tool } from './lib/tools.js'
 
 const ROOT = new URL('../', import.meta.url).pathname
 const RESULTS_PATH = join(ROOT, '.bench', 'results.json')
@@ -42,6 +43,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   prefetch: benchPrefetch,
   memory: benchMemory,
   fanout: benchFanOut,
+  s3: benchS3Store,
 }
 
 const notes: string[] = []
@@ -54,7 +56,9 @@ async function main(): Promise<void> {
 
   const { bavail, bsize } = await statfs(tmpdir())
   if (bavail * bsize < DISK_NEEDED_BYTES) throw new Error(`${tmpdir()} has ${Math.round((bavail * bsize) / 2 ** 20)} MiB free; the suite needs ${DISK_NEEDED_BYTES / 2 ** 30} GiB`)
-  await ensureTools(['nginx', 'wrk'])
+  const tools: Tool[] = ['nginx', 'wrk']
+  if (selected.some(([name]) => name === 's3')) tools.push('ceph')
+  await ensureTools(tools)
   log('compiling the proxy into .bench/proxy')
   await buildProxy()
 

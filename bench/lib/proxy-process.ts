@@ -37,6 +37,10 @@ export interface ProxyProcessOptions {
   dir: string
   /** Extra `node` flags, such as `--cpu-prof`. */
   nodeArgs?: string[]
+  /** The configuration's `store` (default: the filesystem store under the data directory). */
+  store?: Record<string, unknown>
+  /** Added to the proxy's environment (an S3 store's credentials). */
+  env?: Record<string, string>
 }
 
 export interface ProxyProcess {
@@ -63,6 +67,7 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
       signingKey: join(dataDir, 'signing-key.asc'),
       metadataTtl: '1h',
       prefetch: { onStart: false, interval: '24h', concurrency: 4 },
+      ...(options.store === undefined ? {} : { store: options.store }),
       // No selections: every upstream file is served, so each benchmark picks its own.
       mirrors: [{ name: 'bench', path: MIRROR_PATH, upstream: options.upstreamUrl, keyring: options.keyringPath, metadata: 'filtered', publish: 'selected', selections: [] }],
     }),
@@ -71,6 +76,7 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
   const log = await open(join(options.dir, 'proxy.log'), 'w')
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(BUILD_DIR, 'dist', 'cli.js'), '--config', configPath, 'serve'], {
     cwd: options.dir,
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', log.fd, 'inherit'],
   })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))

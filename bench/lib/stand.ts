@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { TreeOptions } from '../../src/demo/synthetic-tree.js'
-import { startProxyProcess, type ProxyProcess } from './proxy-process.js'
+import { startProxyProcess, type ProxyProcess, type ProxyProcessOptions } from './proxy-process.js'
 import { startUpstream, type BenchUpstream, type UpstreamItem } from './upstream.js'
 
 export interface Stand {
@@ -22,6 +22,8 @@ export interface StandOptions {
   dir: string
   tree: Omit<TreeOptions, 'key'>
   nodeArgs?: string[]
+  store?: ProxyProcessOptions['store']
+  env?: ProxyProcessOptions['env']
 }
 
 export async function startStand(options: StandOptions): Promise<Stand> {
@@ -29,7 +31,7 @@ export async function startStand(options: StandOptions): Promise<Stand> {
   const upstream = await startUpstream({ tree: options.tree, keyringDir: options.dir })
   try {
     // prefetch.onStart is false in the bench configuration, so every file stays cold until asked for.
-    const proxy = await startProxyProcess({ upstreamUrl: upstream.url, keyringPath: upstream.keyringPath, dir: join(options.dir, 'proxy'), nodeArgs: options.nodeArgs })
+    const proxy = await startProxyProcess({ upstreamUrl: upstream.url, keyringPath: upstream.keyringPath, dir: join(options.dir, 'proxy'), nodeArgs: options.nodeArgs, store: options.store, env: options.env })
     await metadataLoaded(proxy)
     for (const item of upstream.items) {
       // The synthetic upstream hashes a file for its ETag on the first request: not a cost any real upstream has.
@@ -52,7 +54,8 @@ export async function startStand(options: StandOptions): Promise<Stand> {
   }
 }
 
-async function metadataLoaded(proxy: ProxyProcess): Promise<void> {
+/** Waits until `proxy` has every mirror's metadata. */
+export async function metadataLoaded(proxy: ProxyProcess): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
     const status = (await (await fetch(proxy.statusUrl, { headers: { accept: 'application/json' } })).json()) as { mirrors: Array<{ metadataUpdated: string | null }> }

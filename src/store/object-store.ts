@@ -18,6 +18,12 @@ export interface RangeReader {
    * store streams forward: each read must start where the last one ended.
    */
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>
+  /**
+   * Streaming readers only: up to `length` bytes at `position` as the store's
+   * own chunks, handed over without a copy (no one else writes to them);
+   * empty only at the end. Same rules as `read` otherwise.
+   */
+  readChunks?(length: number, position: number): Promise<Buffer[]>
   close(): Promise<void>
 }
 

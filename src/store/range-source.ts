@@ -162,7 +162,8 @@ export interface SendRangeOptions {
  * Writes the range into a Node response, then ends it. Bytes a fill still
  * holds in memory go out as they are, and a stored file's shared chunks
  * (`options.chunks`, when `source.shared` is set) are held only until their
- * write settles; the rest is read with two buffers from
+ * write settles; a reader that streams its own chunks (`readChunks`, an
+ * object store's body) hands them over without a copy; the rest is read with two buffers from
  * the pool (1 MiB each, smaller when many transfers run), taken on the first
  * read and used in turn (one is read from disk while the other is on the socket): a read stream would
  * allocate a fresh buffer per chunk, and that garbage costs a large share of
@@ -208,13 +209,21 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
           buffers = undefined
           buffers = await pool.trade(traded, options.signal)
         }
+        // A streamed body needs no buffers to copy into, but takes its pair all
+        // the same: the budget then bounds how much of its body a download
+        // queues (a read's length), and 1,000 S3 hits wait their turn as file hits do.
         buffers ??= await pool.take(options.signal)
-        // This buffer's last write was awaited before the other buffer was written.
-        const buffer = buffers[turn] as Buffer
-        turn ^= 1
-        const { bytesRead } = await handle.read(buffer, 0, Math.min(step.read, buffer.length), position)
-        if (bytesRead === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
-        chunks = [buffer.subarray(0, bytesRead)]
+        const length = Math.min(step.read, (buffers[0] as Buffer).length)
+        if (handle.readChunks !== undefined) {
+          chunks = await handle.readChunks(length, position)
+        } else {
+          // This buffer's last write was awaited before the other buffer was written.
+          const buffer = buffers[turn] as Buffer
+          turn ^= 1
+          const { bytesRead } = await handle.read(buffer, 0, length, position)
+          chunks = bytesRead === 0 ? [] : [buffer.subarray(0, bytesRead)]
+        }
+        if (chunks.length === 0) throw new Error(`file ended at byte ${position}, before byte ${source.end + 1}`)
       }
       const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
       position += bytes

@@ -98,7 +98,15 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     maxAttempts: 2,
     // Failures are reported by the store (health, log); the SDK's own console warnings are not wanted.
     logger: QUIET_LOGGER,
-    requestHandler: { connectionTimeout: options.connectTimeoutMs ?? 3_000, requestTimeout: 30_000 },
+    requestHandler: {
+      connectionTimeout: options.connectTimeoutMs ?? 3_000,
+      requestTimeout: 30_000,
+      // A hit holds its connection for the whole body. With the SDK's default of
+      // 50 sockets the 51st concurrent hit waited for a socket, and after the
+      // connection timeout failed as if the store were down; how many hits run
+      // at once is the clients' number, bounded where they are served.
+      httpAgent: { keepAlive: true, maxSockets: Infinity },
+    },
   })
   if (options.observeRequest !== undefined) observeRequests(client, options.observeRequest)
   /** Upload ids of this process's running fills: never abandoned, whatever their age. */

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CreateMultipartUploadCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3'
+import type { RangeReader } from '../../src/store/object-store.js'
 import { createS3Store, type S3StoreOptions } from '../../src/store/s3-store.js'
 import { listTempFiles } from '../support/temp-files.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
@@ -87,6 +88,28 @@ describe('the S3 store', () => {
     await writer.discard()
     assert.equal(await uploads(), 0)
     store.close()
+  })
+
+  test('more hits at once than the SDK\'s default of 50 sockets all start: none waits for another to end', { timeout: 60_000 }, async () => {
+    const { store } = await openS3()
+    const content = randomBytes(2 * 1024 * 1024)
+    const sha256 = createHash('sha256').update(content).digest('hex')
+    const writer = await store.createWriter({ sha256, size: content.length })
+    await writer.write([content], content.length)
+    await writer.commit()
+    // Each reader holds its connection until its body is read or closed, as a hit to a slow client does.
+    const readers = await Promise.all(Array.from({ length: 64 }, () => store.openRange(sha256, 0, content.length - 1)))
+    try {
+      for (const reader of readers) {
+        const buffer = Buffer.alloc(16)
+        const { bytesRead } = await (reader as RangeReader).read(buffer, 0, buffer.length, 0)
+        assert.deepEqual(buffer.subarray(0, bytesRead), content.subarray(0, bytesRead))
+        assert.ok(bytesRead > 0)
+      }
+    } finally {
+      await Promise.all(readers.map((reader) => reader?.close()))
+      store.close()
+    }
   })
 
   test('says what the store answered: ok after a request, unavailable with the error while the gateway is down', async () => {

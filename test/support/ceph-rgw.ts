@@ -44,9 +44,14 @@ const parseKeys = (text: string): S3Keys => ({
   secretAccessKey: /^S3_SECRET_KEY=(.*)$/m.exec(text)?.[1] ?? '',
 })
 
-export async function startCephRgw(): Promise<CephRgw> {
+export interface CephRgwOptions {
+  /** What the OSD keeps in RAM at most (memstore); default 1 GiB. */
+  storeBytes?: number
+}
+
+export async function startCephRgw(options: CephRgwOptions = {}): Promise<CephRgw> {
   const dir = await mkdtemp(join(tmpdir(), 'sstream-rgw-'))
-  const env = { ...process.env, CEPH_RGW_STORE_BYTES: String(1024 * 1024 * 1024) }
+  const env = { ...process.env, CEPH_RGW_STORE_BYTES: String(options.storeBytes ?? 1024 * 1024 * 1024) }
   const started = performance.now()
   await run(SCRIPT, ['up', dir], { env })
   const startMs = Math.round(performance.now() - started)
