@@ -21,8 +21,9 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
   dataDir: './data',
   store: { type: 'filesystem', prefix: '', region: 'us-east-1', forcePathStyle: true, abandonedUploadAge: '24h' },
-  // A dead replica's fills are taken over within claimTtl, its passes within leaseTtl.
-  fleet: { claimTtl: '10s', leaseTtl: '30s' },
+  // A dead replica's fills are taken over within claimTtl (under missWait, so that
+  // a client retrying meanwhile gets its first byte in time), its passes within leaseTtl.
+  fleet: { claimTtl: '5s', leaseTtl: '30s' },
   metadataTtl: '10m',
   // No rate keys: upstream and prefetch take what the link gives.
   prefetch: { onStart: true, interval: '1h', concurrency: 4, windows: [] },

@@ -285,9 +285,12 @@ export function createFillCoordinator(options: FillCoordinatorOptions): FillCoor
       const error = fill.abortReason !== undefined ? new Error(fill.abortReason) : (caught as Error)
       fill.error = error
       fill.state = 'failed'
+      // Heard of at once: a reader that wakes during the clean-up below already
+      // sees the failure, and its client learns of it (a broken connection)
+      // before the failure would otherwise be logged.
+      options.onFailed?.(fill, error)
       if (writer !== undefined) await writer.discard().catch(() => undefined)
       fill.emit('progress')
-      options.onFailed?.(fill, error)
       throw error
     } finally {
       fill.release()

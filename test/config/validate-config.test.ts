@@ -337,9 +337,9 @@ describe('validateConfig store', () => {
 describe('validateConfig fleet', () => {
   const s3 = { type: 's3', endpoint: 'http://rgw.example:7480', bucket: 'maas-cache' }
 
-  test('a replica names where the others reach it and its secret file; the TTLs default to 10 s and 30 s', () => {
+  test('a replica names where the others reach it and its secret file; the TTLs default to 5 s and 30 s', () => {
     const config = validateConfig({ store: s3, fleet: { advertise: 'http://10.0.0.11:8080', secretFile: 'fleet.secret' }, mirrors: [mirror()] }, options)
-    assert.deepEqual(config.fleet, { advertise: 'http://10.0.0.11:8080/', secretFile: '/srv/proxy/fleet.secret', claimTtl: 10, leaseTtl: 30 })
+    assert.deepEqual(config.fleet, { advertise: 'http://10.0.0.11:8080/', secretFile: '/srv/proxy/fleet.secret', claimTtl: 5, leaseTtl: 30 })
     assert.equal(validateConfig({ mirrors: [mirror()] }, options).fleet, undefined)
   })
 

@@ -5,44 +5,12 @@
  */
 
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { createBucketLeases, type LeaseRecord } from '../../src/fleet/bucket-leases.js'
-import { createS3Store } from '../../src/store/s3-store.js'
-import type { RecordStore } from '../../src/store/s3-records.js'
-import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
+import { useRecordsBucket } from '../support/records-bucket.js'
 
 const BUCKET = 'leases'
-let rgw: CephRgw
-const stores: Array<{ close(): void }> = []
-before(async () => {
-  rgw = await startCephRgw()
-  await rgw.createBucket(BUCKET)
-})
-after(async () => {
-  for (const store of stores) store.close()
-  await rgw?.down()
-})
-
-/** The records of a fresh prefix: one fleet per test. */
-export async function openRecords(prefix = `t-${randomUUID()}/`): Promise<RecordStore> {
-  const store = createS3Store({
-    endpoint: rgw.endpoint,
-    bucket: BUCKET,
-    prefix,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: rgw.keys,
-    dataDir: await mkdtemp(join(tmpdir(), 'sstream-leases-')),
-    owner: 'test',
-    abandonedUploadAgeMs: 3_600_000,
-  })
-  stores.push(store)
-  return store.records as RecordStore
-}
+const { openRecords } = useRecordsBucket(BUCKET)
 
 const replica = (n: number) => ({ id: `replica-${n}`, advertise: `http://10.0.0.${n}:8080/` })
 

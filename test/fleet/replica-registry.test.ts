@@ -7,50 +7,20 @@
  */
 
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import type { MirrorConfig } from '../../src/config/types.js'
 import { ConfigError } from '../../src/config/validate-config.js'
 import type { Replica } from '../../src/fleet/replica.js'
 import { createReplicaRegistry, type ReplicaRecord } from '../../src/fleet/replica-registry.js'
 import { silentLogger, type Logger } from '../../src/log/logger.js'
-import { createS3Store } from '../../src/store/s3-store.js'
 import type { RecordStore } from '../../src/store/s3-records.js'
 import { parseFilter } from '../../src/streams/filter.js'
-import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
+import { useRecordsBucket } from '../support/records-bucket.js'
 
 const BUCKET = 'registry'
 const KEY_A = 'A'.repeat(40)
 const KEY_B = 'B'.repeat(40)
-let rgw: CephRgw
-const stores: Array<{ close(): void }> = []
-before(async () => {
-  rgw = await startCephRgw()
-  await rgw.createBucket(BUCKET)
-})
-after(async () => {
-  for (const store of stores) store.close()
-  await rgw?.down()
-})
-
-async function openRecords(): Promise<RecordStore> {
-  const store = createS3Store({
-    endpoint: rgw.endpoint,
-    bucket: BUCKET,
-    prefix: `t-${randomUUID()}/`,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: rgw.keys,
-    dataDir: await mkdtemp(join(tmpdir(), 'sstream-registry-')),
-    owner: 'test',
-    abandonedUploadAgeMs: 3_600_000,
-  })
-  stores.push(store)
-  return store.records as RecordStore
-}
+const { openRecords } = useRecordsBucket(BUCKET)
 
 const mirror = (name: string, filters = ['arch=amd64']): MirrorConfig => ({
   name,

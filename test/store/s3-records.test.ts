@@ -1,37 +1,9 @@
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
-import { createS3Store } from '../../src/store/s3-store.js'
-import type { RecordStore } from '../../src/store/s3-records.js'
-import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
+import { describe, test } from 'node:test'
+import { useRecordsBucket } from '../support/records-bucket.js'
 
 const BUCKET = 'records'
-let rgw: CephRgw
-before(async () => {
-  rgw = await startCephRgw()
-  await rgw.createBucket(BUCKET)
-})
-after(async () => {
-  await rgw?.down()
-})
-
-async function openRecords(prefix = `t-${randomUUID()}/`) {
-  const store = createS3Store({
-    endpoint: rgw.endpoint,
-    bucket: BUCKET,
-    prefix,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: rgw.keys,
-    dataDir: await mkdtemp(join(tmpdir(), 'sstream-records-')),
-    owner: 'test',
-    abandonedUploadAgeMs: 3_600_000,
-  })
-  return { store, records: store.records as RecordStore }
-}
+const { open: openRecords } = useRecordsBucket(BUCKET)
 
 describe('records in the S3 store', () => {
   test('a record is created only once, and read back with its etag', async () => {

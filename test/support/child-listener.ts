@@ -1,10 +1,11 @@
 /**
  * For tests that start a server program as a child (squid, haproxy): a free
- * port on 127.0.0.1 to give it, and a wait until it listens there that fails
- * with the program's own words when it exits instead.
+ * port on 127.0.0.1 to give it, a wait until it listens there that fails
+ * with the program's own words when it exits instead, and a stop.
  */
 
 import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -33,4 +34,13 @@ export async function waitForListener(name: string, port: number, child: ChildPr
     await sleep(100)
   }
   throw new Error(`${name} did not listen on port ${port} within 15 s: ${await output()}`)
+}
+
+/** SIGTERM, and SIGKILL if the program has not exited 5 s later. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  await Promise.race([exited, sleep(5_000)])
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
 }

@@ -10,13 +10,11 @@
 
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, waitForListener } from './child-listener.js'
+import { freePort, stopChild, waitForListener } from './child-listener.js'
 
 const SHIPPED_CONFIG = new URL('../../contrib/haproxy/sstream-proxy.cfg', import.meta.url)
 // Debian installs it in /usr/sbin, which a non-root PATH may lack.
@@ -97,12 +95,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<Haproxy> {
     throw new Error(missing ? `${HAPROXY} not found: install Debian's haproxy package (apt-get install haproxy; .ci/run does)` : `starting ${HAPROXY}: ${spawned.message}`)
   }
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit')
-      child.kill('SIGTERM')
-      await Promise.race([exited, sleep(5_000)])
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    }
+    await stopChild(child)
     await rm(dir, { recursive: true, force: true })
   }
   try {

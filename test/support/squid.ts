@@ -7,14 +7,13 @@
 
 import { execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { once } from 'node:events'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { freePort, waitForListener } from './child-listener.js'
+import { freePort, stopChild, waitForListener } from './child-listener.js'
 
 // Debian installs it in /usr/sbin, which a non-root PATH may lack.
 const SQUID = existsSync('/usr/sbin/squid') ? '/usr/sbin/squid' : 'squid'
@@ -106,12 +105,7 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
       throw new Error(`squid did not log ${marker} within 10 s`)
     },
     async close() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit')
-        child.kill('SIGTERM')
-        await Promise.race([exited, sleep(5_000)])
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-      }
+      await stopChild(child)
       await rm(dir, { recursive: true, force: true })
     },
   }
