@@ -10,7 +10,9 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Config } from '../../src/config/types.js'
 import { startCephRgw, type CephRgw } from '../support/ceph-rgw.js'
 import { MIRROR_PATH, startHarness, type Harness } from '../support/proxy-harness.js'
@@ -138,7 +140,11 @@ describe('contrib/grafana/sstream-proxy-fleet.json', () => {
     rgw = await startCephRgw()
     await rgw.createBucket('dashboard')
     const store: Config['store'] = { type: 's3', endpoint: rgw.endpoint, bucket: 'dashboard', prefix: `${randomUUID()}/`, region: 'us-east-1', forcePathStyle: true, abandonedUploadAge: 86_400 }
-    h = await startHarness({ config: { store }, env: { AWS_ACCESS_KEY_ID: rgw.keys.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.keys.secretAccessKey } })
+    // A replica of a fleet (of one), so that the fleet's gauges have series too.
+    const secretFile = join(await mkdtemp(join(tmpdir(), 'sstream-dashboard-')), 'fleet.secret')
+    await writeFile(secretFile, `${randomUUID()}\n`)
+    const fleet: Config['fleet'] = { advertise: 'http://127.0.0.1:1/', secretFile, claimTtl: 5, leaseTtl: 30 }
+    h = await startHarness({ config: { store, fleet }, env: { AWS_ACCESS_KEY_ID: rgw.keys.accessKeyId, AWS_SECRET_ACCESS_KEY: rgw.keys.secretAccessKey } })
     // A miss (filled into the bucket), a hit streamed from it, metadata and a 404.
     const kernel = h.tree.items.find((item) => item.item === 'boot-kernel' && item.path.startsWith('noble/amd64/20250201/'))
     assert.ok(kernel)
