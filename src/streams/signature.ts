@@ -107,9 +107,11 @@ export function checkClearsignedShape(text: string): string {
   if (!text.trimStart().startsWith(SIGNED_MESSAGE_HEADER)) {
     throw new SignatureError('unsigned', `not a clearsigned document (no "${SIGNED_MESSAGE_HEADER}")`)
   }
+  // The end first: a document without the armor's last line is refused
+  // without a scan of its megabytes for the armor's first one.
   // Dash-escaping turns a signed line starting with "-" into "- -", so the last one at a line start is the armor.
-  const begin = text.lastIndexOf(SIGNATURE_BEGIN)
-  if (begin === -1 || !text.trimEnd().endsWith(SIGNATURE_END)) {
+  const begin = text.trimEnd().endsWith(SIGNATURE_END) ? text.lastIndexOf(SIGNATURE_BEGIN) : -1
+  if (begin === -1) {
     throw new SignatureError('bad-signature', `malformed clearsigned document: no "${SIGNATURE_BEGIN.trim()}" ... "${SIGNATURE_END}" block at its end`)
   }
   const block = text.slice(begin + 1)
