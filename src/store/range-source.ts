@@ -33,7 +33,7 @@ export interface RangeSource {
   changed(): Promise<void>
   /** Bytes `[position, end)` already in memory, to send without reading the file; undefined when not held. */
   held(position: number, end: number): Buffer[] | undefined
-  /** Set when the source is a stored file whose reader reads at any position: its chunks may be shared with other downloads. */
+  /** Set when the source's file reads at any position (a stored file, or a fill's written bytes): its chunks may be shared with other downloads. */
   readonly shared?: SharedFile
   /**
    * Closes the reader the source holds, if any; `open` fails afterwards. The
@@ -67,25 +67,51 @@ export function storedRange(reader: RangeReader, start: number, end: number, sha
   }
 }
 
+const isVerified = (fill: Fill) => fill.state === 'verified' || fill.state === 'committed'
+
+/** Opens a reader over a fill's bytes at `position`: what it has written, or the stored file once committed. */
+async function openFillReader(fill: Fill, objects: Pick<ObjectStore, 'openRange'>, position: number, end: number): Promise<RangeReader> {
+  if (fill.state !== 'committed') {
+    try {
+      return await fill.openWritten()
+    } catch (error) {
+      // The writer committed between the check and the open: it is
+      // committing ('verified' until the commit and the index row are done) or committed.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !isVerified(fill)) throw error
+    }
+  }
+  const stored = await objects.openRange(fill.target.sha256, position, end)
+  if (stored === undefined) throw new Error(`${fill.target.path}: gone from the store right after it was stored`)
+  return stored
+}
+
+/** Each fill's file for shared chunks, one per fill, so that all its readers share them. */
+const fillFiles = new WeakMap<Fill, SharedFile>()
+let fillFileCount = 0
+
+/**
+ * A running fill's bytes as a shared file: readers that fell behind the bytes
+ * the fill holds in memory (twenty clients ask for more than a machine sends
+ * while the fill runs) then read each chunk once for all of them, instead of
+ * once each. Keyed apart from the stored file: these bytes are not verified.
+ */
+function fillFile(fill: Fill, objects: Pick<ObjectStore, 'openRange' | 'positionalReads'>): SharedFile | undefined {
+  if (objects.positionalReads !== true) return undefined
+  let file = fillFiles.get(fill)
+  if (file === undefined) {
+    const { sha256, size } = fill.target
+    file = { sha256, size, key: `${sha256}.fill${++fillFileCount}`, written: () => fill.written, open: () => openFillReader(fill, objects, 0, size - 1) }
+    fillFiles.set(fill, file)
+  }
+  return file
+}
+
 /** A running fill, followed as it grows; once committed, the rest is read from `objects`. */
-export function fillRange(fill: Fill, objects: Pick<ObjectStore, 'openRange'>, start = 0, end = fill.target.size - 1): RangeSource {
-  const verified = () => fill.state === 'verified' || fill.state === 'committed'
+export function fillRange(fill: Fill, objects: Pick<ObjectStore, 'openRange' | 'positionalReads'>, start = 0, end = fill.target.size - 1): RangeSource {
+  const verified = () => isVerified(fill)
   let handle: RangeReader | undefined
   let closed = false
-  const openReader = async (position: number): Promise<RangeReader> => {
-    if (fill.state !== 'committed') {
-      try {
-        return await fill.openWritten()
-      } catch (error) {
-        // The writer committed between the check and the open: it is
-        // committing ('verified' until the commit and the index row are done) or committed.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !verified()) throw error
-      }
-    }
-    const stored = await objects.openRange(fill.target.sha256, position, end)
-    if (stored === undefined) throw new Error(`${fill.target.path}: gone from the store right after it was stored`)
-    return stored
-  }
+  const openReader = (position: number) => openFillReader(fill, objects, position, end)
   return {
     start,
     end,
@@ -120,12 +146,15 @@ export function fillRange(fill: Fill, objects: Pick<ObjectStore, 'openRange'>, s
     final: verified,
     changed: () => new Promise((resolve) => fill.once('progress', () => resolve())),
     held: (position, until) => fill.held(position, until),
+    shared: fillFile(fill, objects),
   }
 }
 
 /**
- * The next step of sending a range from `position`: read up to `length`
- * bytes, wait for the source, or stop. Shared by both senders.
+ * The next step of sending a range from `position`: read up to `read`
+ * bytes, wait for the source, or stop. Shared by both senders. Bytes held in
+ * memory are taken all at once, up to what is available: a reader at the head
+ * of a fill then sends all it can in one write, not a write per chunk.
  */
 async function nextStep(source: RangeSource, position: number): Promise<{ read: number; held: Buffer[] | undefined } | 'done'> {
   for (;;) {
@@ -133,7 +162,7 @@ async function nextStep(source: RangeSource, position: number): Promise<{ read: 
     if (position > source.end && source.final()) return 'done'
     if (position < available) {
       const read = Math.min(READ_CHUNK_BYTES, available - position)
-      return { read, held: source.held(position, position + read) }
+      return { read, held: source.held(position, available) }
     }
     await source.changed()
   }
@@ -187,10 +216,10 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       if (step === 'done') break
       let chunks = step.held
       let lease: ChunkLease | undefined
-      if (chunks === undefined && sharing && source.shared !== undefined && options.chunks !== undefined) {
+      const index = Math.floor(position / CHUNK_BYTES)
+      const chunkStart = index * CHUNK_BYTES
+      if (chunks === undefined && sharing && source.shared !== undefined && options.chunks !== undefined && whollyWritten(source.shared, chunkStart)) {
         // The aligned chunk holding `position`, shared with every download of the file; sent from `position` on.
-        const index = Math.floor(position / CHUNK_BYTES)
-        const chunkStart = index * CHUNK_BYTES
         try {
           lease = await options.chunks.acquire(source.shared, index, options.signal)
         } catch (error) {
@@ -199,7 +228,7 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
           sharing = false
           continue
         }
-        chunks = [lease.bytes.subarray(position - chunkStart, Math.min(lease.bytes.length, source.end + 1 - chunkStart))]
+        chunks = [lease.bytes.subarray(position - chunkStart, Math.min(lease.bytes.length, position + step.read - chunkStart))]
       } else if (chunks === undefined) {
         handle ??= await source.open(position)
         if (buffers !== undefined && pool.oversized(buffers)) {
@@ -253,6 +282,11 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       pool.give(buffers)
     }
   }
+}
+
+/** Whether the chunk from `chunkStart` is all in the file yet (a fill's file grows). */
+function whollyWritten(file: SharedFile, chunkStart: number): boolean {
+  return file.written === undefined || Math.min(file.size, chunkStart + CHUNK_BYTES) <= file.written()
 }
 
 /** True once the response can take no more bytes. */
@@ -347,7 +381,7 @@ export function rangeStream(source: RangeSource): Readable {
 export interface FillReaderOptions {
   fill: Fill
   /** Where the committed file is read, for readers that arrive after the commit. */
-  objects: Pick<ObjectStore, 'openRange'>
+  objects: Pick<ObjectStore, 'openRange' | 'positionalReads'>
   start?: number
   end?: number
 }

@@ -19,11 +19,18 @@ import type { RangeReader } from './object-store.js'
 
 export const CHUNK_BYTES = LARGEST_BUFFER_BYTES
 
-/** A stored (verified) file whose chunks may be shared. */
+/** A stored (verified) file, or one a fill is still writing, whose chunks may be shared. */
 export interface SharedFile {
   sha256: string
   size: number
-  /** Opens a reader over the stored file that reads at any position. */
+  /**
+   * What its chunks are known by; the sha256 when absent. A running fill's
+   * bytes are not verified yet, so they are kept apart from the stored file's.
+   */
+  key?: string
+  /** Bytes written so far, for a file still being written: only chunks wholly written are shared. */
+  written?(): number
+  /** Opens a reader over the file that reads at any position. */
   open(): Promise<RangeReader>
 }
 
@@ -61,7 +68,8 @@ export interface SharedChunksOptions {
 
 interface ChunkState {
   key: string
-  sha256: string
+  /** The file's key (its sha256 unless given). */
+  fileKey: string
   /** The file's reader, which this chunk keeps open while it is present. */
   fileReader: FileReader
   references: number
@@ -98,12 +106,13 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
   }
 
   const readerFor = (file: SharedFile): FileReader => {
-    let entry = readers.get(file.sha256)
+    const fileKey = file.key ?? file.sha256
+    let entry = readers.get(fileKey)
     if (entry === undefined) {
       entry = { reader: file.open(), chunks: 0 }
       // A failed open fails the chunks read through it, which is where it is awaited.
       entry.reader.catch(() => undefined)
-      readers.set(file.sha256, entry)
+      readers.set(fileKey, entry)
     }
     return entry
   }
@@ -114,7 +123,7 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
     chunks.delete(chunk.key)
     const entry = chunk.fileReader
     if (--entry.chunks > 0) return
-    if (readers.get(chunk.sha256) === entry) readers.delete(chunk.sha256)
+    if (readers.get(chunk.fileKey) === entry) readers.delete(chunk.fileKey)
     // A read still under way finishes first: a FileHandle closes after its pending operations.
     void entry.reader.then((reader) => reader.close()).catch(() => undefined)
   }
@@ -159,12 +168,13 @@ export function createSharedChunks(options: SharedChunksOptions): SharedChunks {
       if (!Number.isInteger(index) || index < 0 || index * CHUNK_BYTES >= file.size) {
         throw new RangeError(`chunk ${index} is outside ${file.sha256} (${file.size} bytes)`)
       }
-      const key = `${file.sha256}:${index}`
+      const fileKey = file.key ?? file.sha256
+      const key = `${fileKey}:${index}`
       let chunk = chunks.get(key)
       if (chunk === undefined) {
         const fileReader = readerFor(file)
         fileReader.chunks++
-        const state: ChunkState = { key, sha256: file.sha256, fileReader, references: 0, buffer: undefined, reading: false, abandoned: new AbortController() }
+        const state: ChunkState = { key, fileKey, fileReader, references: 0, buffer: undefined, reading: false, abandoned: new AbortController() }
         chunk = Object.assign(state, { ready: read(state, file, index) })
         // Awaited by every download holding a reference; this only keeps a failure after they all left from going unhandled.
         chunk.ready.catch(() => undefined)
