@@ -267,13 +267,7 @@ function checkProxy(value: unknown, key: string, fail: Fail): void {
  * would start prefetch passes back to back.
  */
 function checkDuration(value: unknown, key: string, fail: Fail): number {
-  let seconds: number
-  try {
-    seconds = parseDuration(value)
-  } catch (error) {
-    if (error instanceof DurationSyntaxError) fail(key, error.message)
-    throw error
-  }
+  const seconds = parsed(parseDuration, DurationSyntaxError, value, key, fail)
   if (seconds < 1) fail(key, `${describeValue(value)} is too short (at least 1s)`)
   if (seconds > MAX_DURATION_SECONDS) fail(key, `${describeValue(value)} is too long (at most 24d)`)
   return seconds
@@ -284,12 +278,7 @@ const MIN_METADATA_BYTES = 64 * 1024
 const MIN_READ_BUFFER_BYTES = 1024 * 1024
 
 function checkByteSize(value: unknown, key: string, fail: Fail): number {
-  try {
-    return parseByteSize(value)
-  } catch (error) {
-    if (error instanceof ByteSizeSyntaxError) fail(key, error.message)
-    throw error
-  }
+  return parsed(parseByteSize, ByteSizeSyntaxError, value, key, fail)
 }
 
 function checkMetadataMaxBytes(value: unknown, key: string, fail: Fail): number {
@@ -306,37 +295,31 @@ function checkReadBufferMemory(value: unknown, key: string, fail: Fail): number 
 }
 
 function checkRate(value: unknown, key: string, fail: Fail): number {
-  try {
-    return parseRate(value)
-  } catch (error) {
-    if (error instanceof RateSyntaxError) fail(key, error.message)
-    throw error
-  }
+  return parsed(parseRate, RateSyntaxError, value, key, fail)
 }
 
 function checkWindow(value: unknown, key: string, fail: Fail): TimeWindow {
-  try {
-    return parseWindow(String(value))
-  } catch (error) {
-    if (error instanceof WindowSyntaxError) fail(key, error.message)
-    throw error
-  }
+  return parsed((text) => parseWindow(String(text)), WindowSyntaxError, value, key, fail)
 }
 
 function checkFilter(value: unknown, key: string, fail: Fail): Filter {
-  try {
-    return parseFilter(String(value))
-  } catch (error) {
-    if (error instanceof FilterSyntaxError) fail(key, error.message)
-    throw error
-  }
+  return parsed((text) => parseFilter(String(text)), FilterSyntaxError, value, key, fail)
 }
 
 function checkAddressRule(value: unknown, key: string, fail: Fail): void {
+  parsed((text) => parseAddressRule(String(text)), AddressRuleError, value, key, fail)
+}
+
+/**
+ * `parse(value)`, where the parser's own syntax error (an instance of
+ * `syntax`) becomes the one-line error naming `key`; any other error is a bug
+ * and goes up as it is.
+ */
+function parsed<T>(parse: (value: unknown) => T, syntax: abstract new (...args: never[]) => Error, value: unknown, key: string, fail: Fail): T {
   try {
-    parseAddressRule(String(value))
+    return parse(value)
   } catch (error) {
-    if (error instanceof AddressRuleError) fail(key, error.message)
+    if (error instanceof syntax) fail(key, error.message)
     throw error
   }
 }
