@@ -208,8 +208,8 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
   let position = source.start
   let writing: Promise<void> | undefined
   let turn = 0
-  /** A chunk that cannot be read shared (the file was removed since this download opened it) is read alone. */
-  let sharing = source.shared !== undefined && options.chunks !== undefined
+  /** Undefined once a chunk cannot be read shared (the file was removed since this download opened it): the rest is read alone. */
+  let sharing = source.shared !== undefined && options.chunks !== undefined ? { file: source.shared, chunks: options.chunks } : undefined
   try {
     while (!response.destroyed && options.signal?.aborted !== true) {
       const step = await nextStep(source, position)
@@ -218,14 +218,14 @@ export async function sendRange(source: RangeSource, response: ServerResponse, o
       let lease: ChunkLease | undefined
       const index = Math.floor(position / CHUNK_BYTES)
       const chunkStart = index * CHUNK_BYTES
-      if (chunks === undefined && sharing && source.shared !== undefined && options.chunks !== undefined && whollyWritten(source.shared, chunkStart)) {
+      if (chunks === undefined && sharing !== undefined && whollyWritten(sharing.file, chunkStart)) {
         // The aligned chunk holding `position`, shared with every download of the file; sent from `position` on.
         try {
-          lease = await options.chunks.acquire(source.shared, index, options.signal)
+          lease = await sharing.chunks.acquire(sharing.file, index, options.signal)
         } catch (error) {
           if (clientLeft(response, options.signal)) throw error
           // Through this download's own reader, opened before: a removed file stays readable there.
-          sharing = false
+          sharing = undefined
           continue
         }
         chunks = [lease.bytes.subarray(position - chunkStart, Math.min(lease.bytes.length, position + step.read - chunkStart))]
